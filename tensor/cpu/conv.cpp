@@ -1,0 +1,5 @@
+// conv.cpp — placeholder, being written.
+#include "tensor/cpu/kernels.h"
+namespace muxnet {
+void register_cpu_conv() {}
+}  // namespace muxnet

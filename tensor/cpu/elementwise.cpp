@@ -1,0 +1,5 @@
+// elementwise.cpp — placeholder, being written.
+#include "tensor/cpu/kernels.h"
+namespace muxnet {
+void register_cpu_elementwise() {}
+}  // namespace muxnet

@@ -1,0 +1,58 @@
+// kernels.h — shared helpers for the CPU kernels, and each kernel family's registration function.
+//
+// Each tensor/cpu/<family>.cpp defines its kernels (f32 and f64, plus integer types where they make
+// sense) and one register_cpu_<family>() that puts them into the dispatch table; register.cpp calls
+// them all. Kernels never validate shapes (the op layer did); they do handle numel == 0.
+#pragma once
+
+#include "tensor/check.h"
+#include "tensor/dispatch.h"
+#include "tensor/iter.h"
+
+namespace muxnet {
+
+template <typename T> struct TypeTag { using type = T; };
+
+// Calls f(TypeTag<T>{}) with T = float or double for a floating dtype; throws for any other.
+template <typename F>
+void dispatch_floating(DType dtype, const char* op, F&& f) {
+  switch (dtype) {
+    case DType::F32: f(TypeTag<float>{}); return;
+    case DType::F64: f(TypeTag<double>{}); return;
+    default: MUXNET_FAIL(op, ": expected a floating dtype (f32 or f64), got ", dtype);
+  }
+}
+
+// Calls f(TypeTag<T>{}) for any of the four dtypes.
+template <typename F>
+void dispatch_all(DType dtype, const char* op, F&& f) {
+  switch (dtype) {
+    case DType::F32: f(TypeTag<float>{}); return;
+    case DType::F64: f(TypeTag<double>{}); return;
+    case DType::I32: f(TypeTag<int32_t>{}); return;
+    case DType::I64: f(TypeTag<int64_t>{}); return;
+    default: MUXNET_FAIL(op, ": unsupported dtype ", dtype);
+  }
+}
+
+// Calls f(TypeTag<T>{}) with T = int32_t or int64_t for an index dtype.
+template <typename F>
+void dispatch_index(DType dtype, const char* op, F&& f) {
+  switch (dtype) {
+    case DType::I32: f(TypeTag<int32_t>{}); return;
+    case DType::I64: f(TypeTag<int64_t>{}); return;
+    default: MUXNET_FAIL(op, ": expected an index dtype (i32 or i64), got ", dtype);
+  }
+}
+
+void register_cpu_copy();         // copy, fill                       (tensor/cpu/copy.cpp)
+void register_cpu_elementwise();  // unary, binary, compare, where...  (tensor/cpu/elementwise.cpp)
+void register_cpu_reduce();       // reduce, argmax                     (tensor/cpu/reduce.cpp)
+void register_cpu_matmul();       // matmul                             (tensor/cpu/matmul.cpp)
+void register_cpu_softmax();      // softmax, softmax_backward          (tensor/cpu/softmax.cpp)
+void register_cpu_layernorm();    // layer_norm, layer_norm_backward    (tensor/cpu/layernorm.cpp)
+void register_cpu_index();        // embedding, index_select, gather... (tensor/cpu/index.cpp)
+void register_cpu_conv();         // im2col, col2im                     (tensor/cpu/conv.cpp)
+void register_cpu_pool();         // max_pool2d, max_pool2d_backward    (tensor/cpu/pool.cpp)
+
+}  // namespace muxnet

@@ -1,0 +1,5 @@
+// matmul.cpp — placeholder, being written.
+#include "tensor/cpu/kernels.h"
+namespace muxnet {
+void register_cpu_matmul() {}
+}  // namespace muxnet

@@ -1,0 +1,5 @@
+// pool.cpp — placeholder, being written.
+#include "tensor/cpu/kernels.h"
+namespace muxnet {
+void register_cpu_pool() {}
+}  // namespace muxnet

@@ -1,0 +1,5 @@
+// reduce.cpp — placeholder, being written.
+#include "tensor/cpu/kernels.h"
+namespace muxnet {
+void register_cpu_reduce() {}
+}  // namespace muxnet

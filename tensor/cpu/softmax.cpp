@@ -1,0 +1,5 @@
+// softmax.cpp — placeholder, being written.
+#include "tensor/cpu/kernels.h"
+namespace muxnet {
+void register_cpu_softmax() {}
+}  // namespace muxnet
