@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "tensor/dispatch.h"
+#include "tensor/ops.h"
 
 // OpenBLAS's own thread setting (declared here to avoid depending on which cblas.h is found first).
 extern "C" void openblas_set_num_threads(int num_threads);
@@ -51,6 +52,31 @@ void* Tensor::data_ptr() const {
 Tensor Tensor::make_view(const Shape& shape, const Shape& strides, int64_t offset) const {
   return Tensor(storage(), shape, strides, offset, dtype());
 }
+
+// ---------------------------------------------------------------- autograd hooks
+
+namespace {
+thread_local bool t_grad_enabled = true;
+}
+
+bool grad_enabled() { return t_grad_enabled; }
+void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
+detail::RecordViewFn detail::record_view_hook = nullptr;
+
+template <typename Backward>
+Tensor Tensor::recorded(Tensor out, const char* name, Backward&& backward) const {
+  if (requires_grad() && t_grad_enabled && detail::record_view_hook) {
+    detail::record_view_hook(*this, out, name, detail::ViewBackward(std::forward<Backward>(backward)));
+  }
+  return out;
+}
+
+void Tensor::check_writable(const char* op) const {
+  MUXNET_CHECK(!(requires_grad() && t_grad_enabled), op,
+               ": in-place write to a tensor that requires grad (initialise parameters inside a NoGradGuard)");
+}
+
+Tensor Tensor::detach() const { return make_view(shape(), strides(), offset()); }
 
 // ---------------------------------------------------------------- views
 
@@ -124,13 +150,18 @@ Tensor Tensor::view(const Shape& requested) const {
   MUXNET_CHECK(view_strides(this->shape(), this->strides(), shape, strides), "view: cannot view ",
                this->shape(), " with strides ", this->strides(), " as ", shape,
                " without a copy (use reshape)");
-  return make_view(shape, strides, offset());
+  Shape src = this->shape();
+  return recorded(make_view(shape, strides, offset()), "view", [src](const Tensor& g) { return g.reshape(src); });
 }
 
 Tensor Tensor::reshape(const Shape& requested) const {
   Shape shape = infer_shape(requested, numel(), "reshape", this->shape());
   Shape strides;
-  if (view_strides(this->shape(), this->strides(), shape, strides)) return make_view(shape, strides, offset());
+  if (view_strides(this->shape(), this->strides(), shape, strides)) {
+    Shape src = this->shape();
+    return recorded(make_view(shape, strides, offset()), "reshape",
+                    [src](const Tensor& g) { return g.reshape(src); });
+  }
   return contiguous().view(shape);
 }
 
@@ -153,7 +184,7 @@ Tensor Tensor::transpose(int dim0, int dim1) const {
   Shape sh = shape(), st = strides();
   std::swap(sh[a], sh[b]);
   std::swap(st[a], st[b]);
-  return make_view(sh, st, offset());
+  return recorded(make_view(sh, st, offset()), "transpose", [a, b](const Tensor& g) { return g.transpose(a, b); });
 }
 
 Tensor Tensor::t() const {
@@ -166,14 +197,16 @@ Tensor Tensor::permute(const std::vector<int>& dims) const {
                shape());
   Shape sh, st;
   bool seen[kMaxDims] = {};
-  for (int d : dims) {
-    int nd = normalize_dim(d, ndim(), "permute");
-    MUXNET_CHECK(!seen[nd], "permute: dim ", d, " appears twice");
+  std::vector<int> inverse(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) {
+    int nd = normalize_dim(dims[i], ndim(), "permute");
+    MUXNET_CHECK(!seen[nd], "permute: dim ", dims[i], " appears twice");
     seen[nd] = true;
+    inverse[size_t(nd)] = int(i);
     sh.push_back(size(nd));
     st.push_back(stride(nd));
   }
-  return make_view(sh, st, offset());
+  return recorded(make_view(sh, st, offset()), "permute", [inverse](const Tensor& g) { return g.permute(inverse); });
 }
 
 Tensor Tensor::narrow(int dim, int64_t start, int64_t length) const {
@@ -183,7 +216,13 @@ Tensor Tensor::narrow(int dim, int64_t start, int64_t length) const {
                start + length, ") out of bounds for dim ", d, " of size ", size(d));
   Shape sh = shape();
   sh[d] = length;
-  return make_view(sh, strides(), offset() + start * stride(d));
+  Shape src = shape();
+  DType dt = dtype();
+  return recorded(make_view(sh, strides(), offset() + start * stride(d)), "narrow", [=](const Tensor& g) {
+    Tensor gx = zeros(src, dt, g.device());
+    gx.narrow(d, start, length).copy_(g);
+    return gx;
+  });
 }
 
 Tensor Tensor::slice(int dim, int64_t start, int64_t end, int64_t step) const {
@@ -198,7 +237,13 @@ Tensor Tensor::slice(int dim, int64_t start, int64_t end, int64_t step) const {
   Shape sh = shape(), st = strides();
   sh[d] = (end - start + step - 1) / step;
   st[d] = stride(d) * step;
-  return make_view(sh, st, offset() + start * stride(d));
+  Shape src = shape();
+  DType dt = dtype();
+  return recorded(make_view(sh, st, offset() + start * stride(d)), "slice", [=](const Tensor& g) {
+    Tensor gx = zeros(src, dt, g.device());
+    gx.slice(d, start, end, step).copy_(g);
+    return gx;
+  });
 }
 
 Tensor Tensor::select(int dim, int64_t index) const {
@@ -211,7 +256,13 @@ Tensor Tensor::select(int dim, int64_t index) const {
   int64_t off = offset() + index * st[d];
   sh.erase(d);
   st.erase(d);
-  return make_view(sh, st, off);
+  Shape src = shape();
+  DType dt = dtype();
+  return recorded(make_view(sh, st, off), "select", [=](const Tensor& g) {
+    Tensor gx = zeros(src, dt, g.device());
+    gx.select(d, index).copy_(g);
+    return gx;
+  });
 }
 
 Tensor Tensor::expand(const Shape& target) const {
@@ -232,7 +283,8 @@ Tensor Tensor::expand(const Shape& target) const {
     sh.push_back(want);
     st.push_back(cur == want ? stride(d - lead) : 0);
   }
-  return make_view(sh, st, offset());
+  Shape src = shape();
+  return recorded(make_view(sh, st, offset()), "expand", [src](const Tensor& g) { return ops::sum_to_shape(g, src); });
 }
 
 Tensor Tensor::squeeze() const {
@@ -242,7 +294,8 @@ Tensor Tensor::squeeze() const {
     sh.push_back(size(d));
     st.push_back(stride(d));
   }
-  return make_view(sh, st, offset());
+  Shape src = shape();
+  return recorded(make_view(sh, st, offset()), "squeeze", [src](const Tensor& g) { return g.reshape(src); });
 }
 
 Tensor Tensor::squeeze(int dim) const {
@@ -252,7 +305,8 @@ Tensor Tensor::squeeze(int dim) const {
   Shape sh = shape(), st = strides();
   sh.erase(d);
   st.erase(d);
-  return make_view(sh, st, offset());
+  Shape src = shape();
+  return recorded(make_view(sh, st, offset()), "squeeze", [src](const Tensor& g) { return g.reshape(src); });
 }
 
 Tensor Tensor::unsqueeze(int dim) const {
@@ -261,7 +315,8 @@ Tensor Tensor::unsqueeze(int dim) const {
   int64_t s = d < ndim() ? stride(d) * size(d) : 1;
   sh.insert(d, 1);
   st.insert(d, s);
-  return make_view(sh, st, offset());
+  Shape src = shape();
+  return recorded(make_view(sh, st, offset()), "unsqueeze", [src](const Tensor& g) { return g.reshape(src); });
 }
 
 // ---------------------------------------------------------------- copies
@@ -273,22 +328,30 @@ Tensor Tensor::contiguous() const {
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape(), dtype(), device());
-  out.copy_(*this);
-  return out;
+  {
+    NoGradGuard no_grad;  // the copy below is the forward of clone, recorded as a whole
+    out.copy_(*this);
+  }
+  return recorded(out, "clone", [](const Tensor& g) { return g; });
 }
 
 const Tensor& Tensor::copy_(const Tensor& src) const {
+  check_writable("copy_");
   MUXNET_CHECK(src.device() == device(), "copy_: source is on ", src.device(), ", destination on ", device(),
                " (use to(device) to move tensors)");
-  Shape b = broadcast_shapes(shape(), src.shape(), "copy_");
-  MUXNET_CHECK(b == shape(), "copy_: source shape ", src.shape(), " does not broadcast to destination ",
-               shape());
+  bool ok = src.ndim() <= ndim();
+  for (int d = 0; ok && d < src.ndim(); ++d) {
+    int64_t s = src.size(d), t = size(d + ndim() - src.ndim());
+    ok = s == t || s == 1;
+  }
+  MUXNET_CHECK(ok, "copy_: source shape ", src.shape(), " does not broadcast to destination ", shape());
   if (numel() == 0) return *this;
   kernel<OpId::copy>(device())(src, *this);
   return *this;
 }
 
 const Tensor& Tensor::fill_(double value) const {
+  check_writable("fill_");
   if (numel() == 0) return *this;
   kernel<OpId::fill>(device())(*this, value);
   return *this;
@@ -297,8 +360,12 @@ const Tensor& Tensor::fill_(double value) const {
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
   Tensor out = empty(shape(), target, device());
-  out.copy_(*this);
-  return out;
+  {
+    NoGradGuard no_grad;
+    out.copy_(*this);
+  }
+  DType src = dtype();
+  return recorded(out, "to", [src](const Tensor& g) { return g.to(src); });
 }
 
 Tensor Tensor::to(Device target) const {
@@ -332,13 +399,12 @@ double Tensor::at(const std::vector<int64_t>& index) const {
 
 double Tensor::item() const {
   MUXNET_CHECK(numel() == 1, "item: expected a tensor with 1 element, got shape ", shape());
-  Tensor t = reshape(Shape{});
-  return t.at({});
+  return detach().reshape(Shape{}).at({});
 }
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
-  Tensor c = to(Device::CPU).to(dtype_of<T>::value).contiguous();
+  Tensor c = detach().to(Device::CPU).to(dtype_of<T>::value).contiguous();
   std::vector<T> out(size_t(c.numel()));
   if (!out.empty()) std::memcpy(out.data(), c.data_ptr(), out.size() * sizeof(T));
   return out;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tensor/check.h"
+#include "tensor/grad_mode.h"
 #include "tensor/shape.h"
 #include "tensor/storage.h"
 #include "tensor/types.h"
@@ -96,7 +97,21 @@ class Tensor {
 
   std::string str() const;  // PyTorch-like printing, summarised beyond 1000 elements
 
-  // ---- autograd hooks (implemented in autograd/) ----
+  // ---- autograd (the engine is in autograd/engine.cpp; see autograd/engine.h) ----
+  // A tensor requires grad when it is a leaf marked with requires_grad_() or the result of a recorded
+  // operation. The view and copy methods above record themselves when their source requires grad and
+  // grad mode is on, so x.transpose(0, 1) is differentiable like muxnet::transpose(x, 0, 1).
+  bool requires_grad() const { return impl().autograd != nullptr; }
+  const Tensor& requires_grad_(bool on = true) const;  // leaves only
+  bool is_leaf() const;                                // no recorded function made it
+  Tensor grad() const;                                 // accumulated gradient; undefined until reached
+  void zero_grad() const;                              // fills an existing gradient with 0
+  void set_grad(const Tensor& grad) const;             // replaces the gradient (e.g. with an arena view)
+  // Runs the graph in reverse from this tensor. grad_output defaults to 1 for a one-element tensor.
+  // Gradients ACCUMULATE into .grad() of the leaves (+=); the graph is freed unless retain_graph.
+  void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false) const;
+  std::string grad_fn_name() const;  // name of the function that made this tensor, "" for a leaf
+  Tensor detach() const;             // same storage, no autograd history
   const std::shared_ptr<AutogradMeta>& autograd_meta() const { return impl().autograd; }
   void set_autograd_meta(std::shared_ptr<AutogradMeta> meta) const { impl().autograd = std::move(meta); }
 
@@ -106,6 +121,10 @@ class Tensor {
     return *impl_;
   }
   Tensor make_view(const Shape& shape, const Shape& strides, int64_t offset) const;
+  // Records out as a differentiable function of *this when autograd is active (see grad_mode.h).
+  template <typename Backward>
+  Tensor recorded(Tensor out, const char* name, Backward&& backward) const;
+  void check_writable(const char* op) const;
   std::shared_ptr<TensorImpl> impl_;
 };
 
