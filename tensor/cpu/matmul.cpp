@@ -1,5 +1,122 @@
-// matmul.cpp — placeholder, being written.
+// matmul.cpp — the CPU matmul kernel: batched GEMM through OpenBLAS (cblas_sgemm / cblas_dgemm).
+//
+// out[i] = alpha * op(a[i]) @ op(b[i]) + beta * out[i] for every batch entry i, one cblas_?gemm call
+// per entry. Each 2-d matrix reaches BLAS in the layout it already has: a row-major matrix (unit
+// stride along its last dim) is passed as is with ld = its row stride, a column-major one (unit stride
+// along its second-to-last dim, e.g. a transposed view) as the transpose of a row-major matrix, with
+// the transpose flag flipped. So transposed views cost no copy.
+//
+// What this is not: a GEMM implementation (OpenBLAS does the work and threads itself — the OpenMP
+// build — so this file never opens an OpenMP region around BLAS), nor a shape checker: the op layer
+// (tensor/ops_matmul.cpp) has validated the shapes and given every matrix one unit stride. The naive
+// reference used as the test oracle lives in tests/test_matmul.cpp.
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+
 #include "tensor/cpu/kernels.h"
+
 namespace muxnet {
-void register_cpu_matmul() {}
+
+namespace {
+
+// How one stored (rows, cols) matrix with strides (s_row, s_col) is handed to row-major BLAS.
+struct BlasOperand {
+  bool transpose;  // the BLAS op flag (after flipping for a column-major layout)
+  int64_t ld;      // leading dimension of the row-major matrix BLAS reads
+};
+
+// logical_trans is the caller's trans flag for this operand (the stored matrix is op's argument).
+BlasOperand blas_operand(int64_t rows, int64_t cols, int64_t s_row, int64_t s_col, bool logical_trans,
+                         const char* name) {
+  const bool row_major = (s_col == 1 || cols <= 1) && (rows <= 1 || s_row >= std::max<int64_t>(1, cols));
+  if (row_major) return {logical_trans, rows <= 1 ? std::max<int64_t>(1, cols) : s_row};
+  const bool col_major = (s_row == 1 || rows <= 1) && (cols <= 1 || s_col >= std::max<int64_t>(1, rows));
+  // The memory holds the (cols, rows) transpose row-major: BLAS sees it with the other flag.
+  if (col_major) return {!logical_trans, cols <= 1 ? std::max<int64_t>(1, rows) : s_col};
+  MUXNET_FAIL("matmul kernel: operand ", name, " of shape (", rows, ", ", cols, ") has strides (", s_row, ", ",
+              s_col, "), which BLAS cannot read (the op layer should have made it contiguous)");
+}
+
+inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
+                 const float* a, blasint lda, const float* b, blasint ldb, float beta, float* c, blasint ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, double alpha,
+                 const double* a, blasint lda, const double* b, blasint ldb, double beta, double* c,
+                 blasint ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void check_blas_int(int64_t v, const char* what) {
+  MUXNET_CHECK(v <= int64_t(INT_MAX), "matmul: ", what, " = ", v, " exceeds the BLAS integer range");
+}
+
+// a: (Bt, M, K) or (Bt, K, M) when trans_a; b: (Bt, K, N) or (Bt, N, K) when trans_b; out: (Bt, M, N)
+template <typename T>
+void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out, bool trans_a, bool trans_b, double alpha,
+                  double beta) {
+  const int64_t batch = out.size(0), M = out.size(1), N = out.size(2);
+  const int64_t K = trans_a ? a.size(1) : a.size(2);
+  if (batch == 0 || M == 0 || N == 0) return;
+
+  // A size-1 batch dim may carry any stride; a shared operand has stride 0.
+  const int64_t a_bs = a.size(0) == 1 ? 0 : a.stride(0);
+  const int64_t b_bs = b.size(0) == 1 ? 0 : b.stride(0);
+  const int64_t c_bs = out.stride(0);
+  const int64_t ldc = M <= 1 ? std::max<int64_t>(1, N) : out.stride(1);
+  MUXNET_CHECK((out.stride(2) == 1 || N <= 1) && ldc >= N, "matmul kernel: out of shape ", out.shape(),
+               " has strides ", out.strides(), "; it needs a unit column stride");
+  T* c = out.data<T>();
+
+  if (K == 0) {
+    // NOTE: BLAS implementations differ on K == 0 (some return early without applying beta), so the
+    // empty sum is done here: out = beta * out, and beta == 0 overwrites (NaN in out does not survive).
+    const T bt = T(beta);
+    for (int64_t i = 0; i < batch; ++i) {
+      for (int64_t r = 0; r < M; ++r) {
+        T* row = c + i * c_bs + r * ldc;
+        if (bt == T(0)) {
+          std::fill(row, row + N, T(0));
+        } else if (bt != T(1)) {
+          for (int64_t j = 0; j < N; ++j) row[j] *= bt;
+        }
+      }
+    }
+    return;
+  }
+
+  const BlasOperand pa = blas_operand(a.size(1), a.size(2), a.stride(1), a.stride(2), trans_a, "a");
+  const BlasOperand pb = blas_operand(b.size(1), b.size(2), b.stride(1), b.stride(2), trans_b, "b");
+  check_blas_int(M, "M");
+  check_blas_int(N, "N");
+  check_blas_int(K, "K");
+  check_blas_int(pa.ld, "lda");
+  check_blas_int(pb.ld, "ldb");
+  check_blas_int(ldc, "ldc");
+
+  const T* pa0 = a.data<T>();
+  const T* pb0 = b.data<T>();
+  const CBLAS_TRANSPOSE ta = pa.transpose ? CblasTrans : CblasNoTrans;
+  const CBLAS_TRANSPOSE tb = pb.transpose ? CblasTrans : CblasNoTrans;
+  // One GEMM per batch entry, serially: OpenBLAS parallelises each call on its own threads.
+  for (int64_t i = 0; i < batch; ++i) {
+    gemm(ta, tb, blasint(M), blasint(N), blasint(K), T(alpha), pa0 + i * a_bs, blasint(pa.ld), pb0 + i * b_bs,
+         blasint(pb.ld), T(beta), c + i * c_bs, blasint(ldc));
+  }
+}
+
+void matmul_cpu(const Tensor& a, const Tensor& b, const Tensor& out, bool trans_a, bool trans_b, double alpha,
+                double beta) {
+  dispatch_floating(out.dtype(), "matmul", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    matmul_typed<T>(a, b, out, trans_a, trans_b, alpha, beta);
+  });
+}
+
+}  // namespace
+
+void register_cpu_matmul() { register_kernel<OpId::matmul>(Device::CPU, matmul_cpu); }
+
 }  // namespace muxnet
