@@ -107,7 +107,7 @@ struct LayerNormResult {
 // Normalises over the last dim; weight and bias (C) may be undefined tensors.
 LayerNormResult layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
 struct LayerNormGrads {
-  Tensor x, weight, bias;  // weight/bias undefined when the forward had none
+  Tensor x, weight, bias;  // weight undefined when the forward had none; bias always (sum of grad_y)
 };
 LayerNormGrads layer_norm_backward(const Tensor& grad_y, const Tensor& x, const Tensor& weight,
                                    const Tensor& mean, const Tensor& rstd);
