@@ -7,9 +7,9 @@
 // (stride 0: a row times a column, a tensor plus a 0-d tensor), and a generic strided loop. Each
 // kernel switches on its op code once, outside the loop, and instantiates the template with a lambda.
 //
-// f32 exp/tanh/sigmoid/gelu use vec_math.h (vectorisable, a few ulp); f64 uses the std:: functions,
-// the exact path that finite-difference gradient checks rely on. log, sqrt, rsqrt and the generic pow
-// call libm on both (sqrt is exact; gcc keeps it scalar because of errno).
+// f32 exp/log/tanh/sigmoid/gelu use vec_math.h (vectorisable, a few ulp); f64 uses the std::
+// functions, the exact path that finite-difference gradient checks rely on. sqrt, rsqrt and the
+// generic pow call libm on both (sqrt is exact; gcc keeps it scalar because of errno).
 //
 // What this is not: validation or dtype promotion. ops_elementwise.cpp has checked shapes, dtypes and
 // devices; every operand here has the output's dtype except cond/mask of where/masked_fill.
@@ -85,6 +85,8 @@ void elementwise_loop(const ElemIter& it, const F& f) {
 // f32: vectorisable approximations (a few ulp, see vec_math.h); f64: libm.
 inline float f_exp(float x) { return vm::exp(x); }
 inline double f_exp(double x) { return std::exp(x); }
+inline float f_log(float x) { return vm::log(x); }
+inline double f_log(double x) { return std::log(x); }
 inline float f_tanh(float x) { return vm::tanh(x); }
 inline double f_tanh(double x) { return std::tanh(x); }
 inline float f_sigmoid(float x) { return vm::sigmoid(x); }
@@ -149,7 +151,7 @@ void unary_typed(UnaryOp op, const ElemIter& it) {
     switch (op) {
       case UnaryOp::Neg: return elementwise_loop<T, T>(it, [](T x) { return -x; });
       case UnaryOp::Exp: return elementwise_loop<T, T>(it, [](T x) { return f_exp(x); });
-      case UnaryOp::Log: return elementwise_loop<T, T>(it, [](T x) { return std::log(x); });
+      case UnaryOp::Log: return elementwise_loop<T, T>(it, [](T x) { return f_log(x); });
       case UnaryOp::Sqrt: return elementwise_loop<T, T>(it, [](T x) { return std::sqrt(x); });
       case UnaryOp::Rsqrt: return elementwise_loop<T, T>(it, [](T x) { return T(1) / std::sqrt(x); });
       case UnaryOp::Tanh: return elementwise_loop<T, T>(it, [](T x) { return f_tanh(x); });
