@@ -526,7 +526,8 @@ TEST_CASE("attention: forward matches the naive reference, with and without a pa
                                                 mask.to(dt)),
                    ref_attention(q64, k64, v64, mask, Tensor(), 0));
     // Eval mode ignores dropout_p.
-    CHECK_CLOSE_DT(scaled_dot_product_attention(q, k, v, mask, 0.5, false), ref_attention(q64, k64, v64, mask, Tensor(), 0));
+    CHECK_CLOSE_DT(scaled_dot_product_attention(q, k, v, mask, 0.5, false),
+                   ref_attention(q64, k64, v64, mask, Tensor(), 0));
   }
 }
 
