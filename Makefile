@@ -10,6 +10,8 @@
 #
 # Knobs: DEBUG=1 (-O0 -g -fsanitize=address,undefined, objects in build/debug), CUDA=auto|0|1,
 #        CUDA_ARCH=90, MARCH=native. No -ffast-math: the CPU kernels are the numerical reference.
+#        -fno-math-errno changes no result (sqrt etc. just stop setting errno, which nothing reads)
+#        and lets gcc vectorise loops that call sqrt.
 
 DEBUG     ?= 0
 CUDA      ?= auto
@@ -67,8 +69,11 @@ else
   LDDEBUG  :=
 endif
 
-CXXFLAGS_ALL := -std=c++17 $(OPTFLAGS) -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -I$(OPENBLAS_INC) -MMD -MP
-LDLIBS_ALL   := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -fopenmp -lm -lpthread $(LDDEBUG)
+# OpenBLAS is not linked: tensor/cpu/blas.cpp dlopen()s it after choosing a kernel for this CPU (see
+# blas.h for why), from the path the Makefile found.
+CXXFLAGS_ALL := -std=c++17 $(OPTFLAGS) -fno-math-errno -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -I$(OPENBLAS_INC) \
+                -DMUXNET_OPENBLAS_SO='"$(OPENBLAS_LIB)/libopenblas.so.0"' -MMD -MP
+LDLIBS_ALL   := -fopenmp -ldl -lm -lpthread $(LDDEBUG)
 
 ifeq ($(USE_CUDA),1)
   CUDA_HOME  := $(patsubst %/bin/nvcc,%,$(NVCC))

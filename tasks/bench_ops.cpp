@@ -1,4 +1,5 @@
-// bench_ops.cpp — op benchmark: muxnet's matmul against a direct cblas_sgemm call on the
+// bench_ops.cpp — op benchmark: muxnet's matmul against a direct cblas_sgemm call (through
+// blas::sgemm, the one-line wrapper over the loaded OpenBLAS, see tensor/cpu/blas.h) on the
 // transformer-shaped GEMMs of ../shared/bench/RESULTS.md, and the memory bandwidth of add, gelu,
 // softmax and layer_norm on 4M floats against the copy bandwidth this same program measures.
 //
@@ -10,8 +11,6 @@
 //   build/bench_ops                 # all shapes, the default thread count
 //   build/bench_ops --threads 1     # one thread
 //   build/bench_ops --quick         # fewer samples, for a smoke run
-#include <cblas.h>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -21,10 +20,9 @@
 #include <string>
 #include <vector>
 
+#include "tensor/cpu/blas.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
-
-extern "C" char* openblas_get_corename(void);
 
 using namespace muxnet;
 
@@ -93,8 +91,8 @@ int main(int argc, char** argv) {
 
   try {
     set_num_threads(threads);
-    std::printf("bench_ops: %d thread(s), OpenBLAS core %s, median of %d samples of >= %.0f ms\n\n", threads,
-                openblas_get_corename(), reps, sample_ms);
+    std::printf("bench_ops: %d thread(s), OpenBLAS core %s (%s), median of %d samples of >= %.0f ms\n\n", threads,
+                blas::core_name().c_str(), blas::library_path().c_str(), reps, sample_ms);
 
     // ---- GEMM: C (M, N) = A (M, K) @ B, B stored (K, N) [NN] or (N, K) [NT, the nn.Linear layout]
     const std::vector<GemmShape> shapes = {
@@ -116,8 +114,8 @@ int main(int argc, char** argv) {
         float* pc = c2.data<float>();
         auto ours = [&] { ops::matmul_out(a, b, c1, false, trans_b); };
         auto direct = [&] {
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(s.m), int(s.n),
-                      int(s.k), 1.0f, pa, int(s.k), pb, trans_b ? int(s.k) : int(s.n), 0.0f, pc, int(s.n));
+          blas::sgemm(false, trans_b, int(s.m), int(s.n), int(s.k), 1.0f, pa, int(s.k), pb, trans_b ? int(s.k) : int(s.n),
+                      0.0f, pc, int(s.n));
         };
         std::vector<double> t = time_alternating({ours, direct}, reps, sample_ms / 1e3);
         double flop = 2.0 * double(s.m) * double(s.n) * double(s.k);

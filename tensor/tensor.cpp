@@ -7,11 +7,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/cpu/blas.h"
 #include "tensor/dispatch.h"
 #include "tensor/ops.h"
 
-// OpenBLAS's own thread setting (declared here to avoid depending on which cblas.h is found first).
-extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace muxnet {
 
@@ -566,7 +565,7 @@ bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
 void set_num_threads(int n) {
   MUXNET_CHECK(n >= 1, "set_num_threads: need at least 1 thread, got ", n);
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  blas::set_num_threads(n);
 }
 
 int get_num_threads() { return omp_get_max_threads(); }

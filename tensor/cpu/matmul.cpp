@@ -1,4 +1,5 @@
-// matmul.cpp — the CPU matmul kernel: batched GEMM through OpenBLAS (cblas_sgemm / cblas_dgemm).
+// matmul.cpp — the CPU matmul kernel: batched GEMM through OpenBLAS (cblas_sgemm / cblas_dgemm,
+// reached through tensor/cpu/blas.h, which loads OpenBLAS with a kernel that fits the CPU).
 //
 // out[i] = alpha * op(a[i]) @ op(b[i]) + beta * out[i] for every batch entry i, one cblas_?gemm call
 // per entry. Each 2-d matrix reaches BLAS in the layout it already has: a row-major matrix (unit
@@ -10,11 +11,10 @@
 // build — so this file never opens an OpenMP region around BLAS), nor a shape checker: the op layer
 // (tensor/ops_matmul.cpp) has validated the shapes and given every matrix one unit stride. The naive
 // reference used as the test oracle lives in tests/test_matmul.cpp.
-#include <cblas.h>
-
 #include <algorithm>
 #include <climits>
 
+#include "tensor/cpu/blas.h"
 #include "tensor/cpu/kernels.h"
 
 namespace muxnet {
@@ -39,14 +39,13 @@ BlasOperand blas_operand(int64_t rows, int64_t cols, int64_t s_row, int64_t s_co
               s_col, "), which BLAS cannot read (the op layer should have made it contiguous)");
 }
 
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
-                 const float* a, blasint lda, const float* b, blasint ldb, float beta, float* c, blasint ldc) {
-  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+inline void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+                 int ldb, float beta, float* c, int ldc) {
+  blas::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
-inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, double alpha,
-                 const double* a, blasint lda, const double* b, blasint ldb, double beta, double* c,
-                 blasint ldc) {
-  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+inline void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b,
+                 int ldb, double beta, double* c, int ldc) {
+  blas::dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void check_blas_int(int64_t v, const char* what) {
@@ -98,12 +97,11 @@ void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out, bool tran
 
   const T* pa0 = a.data<T>();
   const T* pb0 = b.data<T>();
-  const CBLAS_TRANSPOSE ta = pa.transpose ? CblasTrans : CblasNoTrans;
-  const CBLAS_TRANSPOSE tb = pb.transpose ? CblasTrans : CblasNoTrans;
+  const bool ta = pa.transpose, tb = pb.transpose;
   // One GEMM per batch entry, serially: OpenBLAS parallelises each call on its own threads.
   for (int64_t i = 0; i < batch; ++i) {
-    gemm(ta, tb, blasint(M), blasint(N), blasint(K), T(alpha), pa0 + i * a_bs, blasint(pa.ld), pb0 + i * b_bs,
-         blasint(pb.ld), T(beta), c + i * c_bs, blasint(ldc));
+    gemm(ta, tb, int(M), int(N), int(K), T(alpha), pa0 + i * a_bs, int(pa.ld), pb0 + i * b_bs, int(pb.ld), T(beta),
+         c + i * c_bs, int(ldc));
   }
 }
 

@@ -21,6 +21,7 @@
 #include <limits>
 
 #include "tensor/cpu/kernels.h"
+#include "tensor/cpu/vec_math.h"
 
 namespace muxnet {
 
@@ -42,11 +43,30 @@ double lane_sum(int64_t n, F&& f) {
   return s;
 }
 
-// v[i] = exp(v[i]) for a row. The one place these kernels call exp: the vectorised exp of
-// tensor/cpu/vec_math.h replaces std::exp here.
-template <typename T>
-void exp_inplace(T* v, int64_t n) {
+// v[i] = exp(v[i]) for a row: the vectorised exp of tensor/cpu/vec_math.h for f32 (max error 1 ulp),
+// std::exp for f64 (the exact path gradient checks rely on).
+inline void exp_inplace(float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) v[i] = vm::exp(v[i]);
+}
+inline void exp_inplace(double* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = std::exp(v[i]);
+}
+
+// max over a row in kLanes independent lanes, so the compiler can vectorise it (a single running
+// max is a serial dependency chain). NaN never wins a comparison; a row holding NaN still ends up
+// NaN because exp(NaN - m) is NaN.
+template <typename T>
+T row_max(const T* x, int64_t n) {
+  T lanes[kLanes];
+  for (int k = 0; k < kLanes; ++k) lanes[k] = -std::numeric_limits<T>::infinity();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int k = 0; k < kLanes; ++k) lanes[k] = x[i + k] > lanes[k] ? x[i + k] : lanes[k];
+  }
+  for (; i < n; ++i) lanes[0] = x[i] > lanes[0] ? x[i] : lanes[0];
+  T m = lanes[0];
+  for (int k = 1; k < kLanes; ++k) m = lanes[k] > m ? lanes[k] : m;
+  return m;
 }
 
 // x, y: (R, C) contiguous.
@@ -56,18 +76,18 @@ void softmax_rows(const T* x, T* y, int64_t rows, int64_t cols, bool log) {
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * cols;
       T* yr = y + r * cols;
-      T m = -std::numeric_limits<T>::infinity();
-      for (int64_t c = 0; c < cols; ++c) m = xr[c] > m ? xr[c] : m;
+      const T m = row_max(xr, cols);
       // NOTE: when m = -inf (a fully masked row) x - m is NaN, so the row becomes NaN like PyTorch.
       for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] - m;
       exp_inplace(yr, cols);
-      const double s = lane_sum(cols, [yr](int64_t c) { return double(yr[c]); });
+      const double s = lane_sum(cols, [yr](int64_t c) { return double(yr[c]); });  // row sum in f64
       if (log) {
         const double log_s = std::log(s);
         for (int64_t c = 0; c < cols; ++c) yr[c] = T(double(xr[c] - m) - log_s);
       } else {
-        const double inv = 1.0 / s;
-        for (int64_t c = 0; c < cols; ++c) yr[c] = T(double(yr[c]) * inv);
+        // One rounding of 1/s to T, then one product: at most 1 ulp more than dividing in f64.
+        const T inv = T(1.0 / s);
+        for (int64_t c = 0; c < cols; ++c) yr[c] *= inv;
       }
     }
   });
