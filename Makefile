@@ -62,7 +62,10 @@ ifeq ($(DEBUG),1)
   LDDEBUG  := -fsanitize=address,undefined
 else
   BUILD    := build
-  OPTFLAGS := -O3 -march=$(MARCH)
+  # NOTE: -mno-avx512f works around a g++ 12.2 wrong-code bug with AVX-512 (-march=native on this
+  # Cooper Lake host): a 256-bit constant like std::vector<double>{1, 1, 0, 0} is stored as
+  # {1, 1, 1, 1} (vpbroadcastq into ymm instead of xmm). AVX2 and FMA stay enabled.
+  OPTFLAGS := -O3 -march=$(MARCH) -mno-avx512f
   LDDEBUG  :=
 endif
 
