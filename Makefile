@@ -62,9 +62,10 @@ ifeq ($(DEBUG),1)
   LDDEBUG  := -fsanitize=address,undefined
 else
   BUILD    := build
-  # NOTE: -mno-avx512f works around a g++ 12.2 wrong-code bug with AVX-512 (-march=native on this
-  # Cooper Lake host): a 256-bit constant like std::vector<double>{1, 1, 0, 0} is stored as
-  # {1, 1, 1, 1} (vpbroadcastq into ymm instead of xmm). AVX2 and FMA stay enabled.
+  # NOTE: -mno-avx512f works around a g++ 12.2 wrong-code bug: with AVX-512 enabled it builds the
+  # constant std::vector<int64_t>{1, 1, 0, 0} with `vpbroadcastq %rdx, %ymm0`, i.e. {1, 1, 1, 1}
+  # (seen in tests/test_grad_nn.cpp; -mno-avx512vl is not enough). AVX2 and FMA stay on; gcc's tuning
+  # for these Xeons prefers 256-bit vectors anyway, and OpenBLAS keeps its own AVX-512 kernels.
   OPTFLAGS := -O3 -march=$(MARCH) -mno-avx512f
   LDDEBUG  :=
 endif

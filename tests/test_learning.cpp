@@ -27,12 +27,14 @@ TEST_CASE("a 2-layer MLP with plain SGD learns two interleaved spirals", "[grad]
   Tensor y = from_vector<int64_t>(labels, {n});
 
   const int64_t hidden = 64;
-  Tensor w1 = randn({hidden, 2}, DType::F32, &gen, 0.0, 2.0), b1 = zeros({hidden});
+  // Wide first-layer weights and random biases spread the tanh units' boundaries over the plane (with
+  // zero biases every boundary would pass through the origin).
+  Tensor w1 = randn({hidden, 2}, DType::F32, &gen, 0.0, 4.0), b1 = randn({hidden}, DType::F32, &gen, 0.0, 2.0);
   Tensor w2 = randn({2, hidden}, DType::F32, &gen, 0.0, 1.0 / std::sqrt(double(hidden))), b2 = zeros({2});
   std::vector<Tensor> params = {w1, b1, w2, b2};
   for (const Tensor& p : params) p.requires_grad_();
 
-  const double lr = 0.5;
+  const double lr = 1.0;
   double accuracy = 0, loss_value = 0;
   int steps = 0;
   for (steps = 1; steps <= 600; ++steps) {
