@@ -45,6 +45,22 @@ void dispatch_index(DType dtype, const char* op, F&& f) {
   }
 }
 
+// Sum over i in [0, n) of f(i) in double, with kSumLanes independent partial sums (so the loop
+// vectorises) combined in a fixed order: the result does not depend on the thread count.
+constexpr int kSumLanes = 8;
+template <typename F>
+double lane_sum(int64_t n, F&& f) {
+  double lanes[kSumLanes] = {};
+  int64_t i = 0;
+  for (; i + kSumLanes <= n; i += kSumLanes) {
+    for (int k = 0; k < kSumLanes; ++k) lanes[k] += f(i + k);
+  }
+  double s = 0.0;
+  for (int k = 0; k < kSumLanes; ++k) s += lanes[k];
+  for (; i < n; ++i) s += f(i);
+  return s;
+}
+
 void register_cpu_copy();         // copy, fill                       (tensor/cpu/copy.cpp)
 void register_cpu_elementwise();  // unary, binary, compare, where...  (tensor/cpu/elementwise.cpp)
 void register_cpu_reduce();       // reduce, argmax                     (tensor/cpu/reduce.cpp)

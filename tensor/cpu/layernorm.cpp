@@ -24,23 +24,8 @@ namespace muxnet {
 
 namespace {
 
-constexpr int kLanes = 8;
 // Row blocks for the grad_w / grad_b partial sums: at most this many (fixed, not the thread count).
 constexpr int64_t kMaxRowBlocks = 64;
-
-// sum over i in [0, n) of f(i), in double, with kLanes partial sums combined in a fixed order.
-template <typename F>
-double lane_sum(int64_t n, F&& f) {
-  double lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int k = 0; k < kLanes; ++k) lanes[k] += f(i + k);
-  }
-  double s = 0.0;
-  for (int k = 0; k < kLanes; ++k) s += lanes[k];
-  for (; i < n; ++i) s += f(i);
-  return s;
-}
 
 // x, y: (R, C); w, b: (C) or null; mean, rstd: (R).
 template <typename T>

@@ -27,21 +27,7 @@ namespace muxnet {
 
 namespace {
 
-constexpr int kLanes = 8;
-
-// sum over i in [0, n) of f(i), in double, with kLanes partial sums combined in a fixed order.
-template <typename F>
-double lane_sum(int64_t n, F&& f) {
-  double lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int k = 0; k < kLanes; ++k) lanes[k] += f(i + k);
-  }
-  double s = 0.0;
-  for (int k = 0; k < kLanes; ++k) s += lanes[k];
-  for (; i < n; ++i) s += f(i);
-  return s;
-}
+constexpr int kLanes = 8;  // independent lanes of row_max
 
 // v[i] = exp(v[i]) for a row: the vectorised exp of tensor/cpu/vec_math.h for f32 (max error 1 ulp),
 // std::exp for f64 (the exact path gradient checks rely on).
