@@ -2,6 +2,7 @@
 // the parameter/gradient arenas, dtype conversion, seeded initialisation, registration errors.
 #include "nn/layers.h"
 #include "tensor/ops.h"
+#include "tests/nn_test_util.h"
 #include "tests/test_util.h"
 
 using namespace muxnet;
@@ -138,4 +139,21 @@ TEST_CASE("registration errors", "[nn][module]") {
   REQUIRE_THROWS_WITH(Linear(0, 3), "Linear: sizes must be positive, got in=0 out=3");
   Linear l(4, 2);
   REQUIRE_THROWS_WITH(l.forward(zeros({3, 5})), "Linear: expected input (..., 4), got (3, 5)");
+}
+
+TEST_CASE("gradcheck_module checks inputs and every parameter", "[nn][module]") {
+  Generator gen(5);
+  Net net(&gen);
+  net.eval();
+  net.to(DType::F64);
+  Tensor x = randn({3, 4}, DType::F64, &gen);
+  Tensor w_before = net.layers[0]->proj->weight.detach().clone();
+  auto r = test::gradcheck_module(net, {x}, [&](const std::vector<Tensor>& in) { return net.forward(in[0]); });
+  INFO(r.report());
+  CHECK(r.ok);
+  CHECK(r.checked == 4 * 3 + net.num_parameters());
+  // The parameters are restored afterwards, with their own gradient records.
+  CHECK(allclose(net.layers[0]->proj->weight, w_before, 0, 0));
+  CHECK(net.layers[0]->proj->weight.is_leaf());
+  CHECK(net.layers[0]->proj->weight.requires_grad());
 }
