@@ -119,6 +119,19 @@ ifneq ($(DEBUG),1)
 $(AVX512_KERNELS:%.cpp=$(BUILD)/obj/%.o): AVX512 = -fno-tree-slp-vectorize -mprefer-vector-width=512
 endif
 
+# Objects depend on the build configuration: changing CUDA, MARCH or the flags rebuilds them. The stamp
+# is rewritten only when the configuration text changes.
+CONFIG_STAMP := $(BUILD)/config.stamp
+CONFIG_TEXT  := $(CXX) $(CXXFLAGS_ALL) | $(AVX512_KERNELS) | $(NVCC) $(NVCCFLAGS) | cuda=$(USE_CUDA)
+ifneq ($(filter-out clean loc deps run,$(or $(MAKECMDGOALS),all)),)
+  $(shell mkdir -p $(BUILD))
+  ifneq ($(file <$(CONFIG_STAMP)),$(CONFIG_TEXT))
+    $(file >$(CONFIG_STAMP),$(CONFIG_TEXT))
+  endif
+endif
+
+$(LIB_OBJS) $(TEST_OBJS) $(BENCH_BINS): $(CONFIG_STAMP)
+
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS_ALL) -c $< -o $@

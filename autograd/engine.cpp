@@ -190,7 +190,11 @@ const Tensor& Tensor::requires_grad_(bool on) const {
     MUXNET_CHECK(is_floating(dtype()), "requires_grad_: only floating tensors can require grad, got ", dtype());
     if (!meta) set_autograd_meta(std::make_shared<AutogradMeta>());
     install_hooks();
-  } else {
+  } else if (meta) {
+    // Recorded graphs hold this leaf's meta in their edges: dropping it would send their gradients
+    // to a record nobody can read.
+    MUXNET_CHECK(meta.use_count() == 1, "requires_grad_: this leaf is used by a recorded graph; ",
+                 "use detach() for a copy that does not require grad");
     set_autograd_meta(nullptr);
   }
   return *this;

@@ -8,6 +8,9 @@
 // - After backward() the graph's closures and the tensors they saved are freed (unless retain_graph).
 // - Inside a NoGradGuard nothing is recorded (tensor/grad_mode.h): inference allocates no graph.
 // - Backward closures run in no-grad mode: higher-order gradients are not supported.
+// - There are no version counters: a backward closure reads the values its forward saved, so writing
+//   in place (through a detach()ed alias, a view made under NoGradGuard, or the raw ops::*_ functions)
+//   into a tensor that a recorded graph saved changes that graph's gradients silently. Don't.
 //
 // A differentiable function (autograd/functions/*.cpp) computes its forward with the raw ops of
 // tensor/ops.h inside a NoGradGuard, then calls record() with a closure computing the input gradients.

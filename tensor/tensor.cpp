@@ -277,6 +277,7 @@ Tensor Tensor::expand(const Shape& target) const {
       continue;
     }
     int64_t cur = size(d - lead), want = target[d] == -1 ? cur : target[d];
+    MUXNET_CHECK(want >= 0, "expand: invalid size ", want, " in ", target);
     MUXNET_CHECK(cur == want || cur == 1, "expand: cannot expand shape ", shape(), " to ", target,
                  " (dim ", d, ": ", cur, " vs ", want, ")");
     sh.push_back(want);
@@ -344,8 +345,22 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
     ok = s == t || s == 1;
   }
   MUXNET_CHECK(ok, "copy_: source shape ", src.shape(), " does not broadcast to destination ", shape());
+  // copy_ records nothing: a gradient could not flow from the destination back to the source.
+  MUXNET_CHECK(!(src.requires_grad() && grad_enabled()), "copy_: the source requires grad, and copy_ does not ",
+               "record a gradient; build the tensor with concat/stack, or copy src.detach() explicitly");
+  for (int d = 0; d < ndim(); ++d) {
+    // Several elements of an expanded destination share one address: the result would depend on the
+    // order of the writes.
+    MUXNET_CHECK(size(d) <= 1 || stride(d) != 0, "copy_: the destination ", shape(), " is an expanded view ",
+                 "(stride 0 in dim ", d, ")");
+  }
   if (numel() == 0) return *this;
-  kernel<OpId::copy>(device())(src, *this);
+  Tensor source = src;
+  if (src.storage() == storage()) {
+    if (src.offset() == offset() && src.shape() == shape() && src.strides() == strides()) return *this;
+    source = src.detach().clone();  // overlapping source and destination: read from a copy
+  }
+  kernel<OpId::copy>(device())(source, *this);
   return *this;
 }
 
@@ -363,6 +378,7 @@ Tensor Tensor::to(DType target) const {
     NoGradGuard no_grad;
     out.copy_(*this);
   }
+  if (!is_floating(target)) return out;  // rounding to integers has no gradient
   DType src = dtype();
   return recorded(out, "to", [src](const Tensor& g) { return g.to(src); });
 }

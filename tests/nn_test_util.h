@@ -52,9 +52,11 @@ inline GradcheckResult gradcheck_module(nn::Module& module, const std::vector<Te
 
 }  // namespace muxnet::test
 
-#define CHECK_GRADCHECK_MODULE(module, inputs, forward)                                   \
+// CHECK_GRADCHECK_MODULE(module, {x}, [&](const std::vector<Tensor>& in) { ... }): inputs are passed
+// unparenthesised so a braced list works; a list with commas needs parentheses: (std::vector<Tensor>{x, y}).
+#define CHECK_GRADCHECK_MODULE(module, inputs, ...)                                       \
   do {                                                                                    \
-    auto _r = ::muxnet::test::gradcheck_module((module), (inputs), (forward));            \
+    auto _r = ::muxnet::test::gradcheck_module((module), inputs, __VA_ARGS__);            \
     INFO(_r.report());                                                                    \
     CHECK(_r.ok);                                                                         \
   } while (0)
