@@ -261,3 +261,21 @@ TEST_CASE("gradcheck catches a wrong gradient and reports the worst coordinate",
   CHECK(ok.checked == 12);
   REQUIRE_THROWS_WITH(gradcheck(right_square, {from_vector<float>({1.0f})}), "gradcheck: inputs must be f64, got f32");
 }
+
+TEST_CASE("operations that cannot carry a gradient say so", "[autograd]") {
+  Tensor x = leaf({1.5, 2.7}, {2});
+  Tensor buf = zeros({2, 2}, DType::F64);
+  REQUIRE_THROWS_WITH(buf.select(0, 0).copy_(x),
+                      "copy_: the source requires grad, and copy_ does not record a gradient; build the tensor "
+                      "with concat/stack, or copy src.detach() explicitly");
+  buf.select(0, 0).copy_(x.detach());  // explicit: allowed
+  CHECK(buf.at({0, 1}) == 2.7);
+  CHECK_FALSE(x.to(DType::I64).requires_grad());  // rounding to integers has no gradient
+
+  Tensor y = tmul(x, x);
+  REQUIRE_THROWS_WITH(x.requires_grad_(false), "requires_grad_: this leaf is used by a recorded graph; use "
+                                               "detach() for a copy that does not require grad");
+  Tensor z = leaf({1.0}, {1});
+  z.requires_grad_(false);  // not used by any graph: allowed
+  CHECK_FALSE(z.requires_grad());
+}

@@ -320,3 +320,18 @@ TEST_CASE("empty_cache gives cached memory back", "[tensor][allocator]") {
   Tensor again = zeros({1 << 18});  // still works after the cache was emptied
   CHECK(again.at({12345}) == 0.0);
 }
+
+TEST_CASE("copy_ handles overlap and refuses expanded destinations", "[tensor]") {
+  Tensor m = arange(0.0, 16.0, 1.0).view({4, 4});
+  Tensor expected = m.t().contiguous();
+  m.copy_(m.t());  // source and destination share storage: read from a copy first
+  CHECK(allclose(m, expected, 0, 0));
+  Tensor v = arange(0.0, 6.0, 1.0, DType::F64);
+  v.slice(0, 1, 6).copy_(v.slice(0, 0, 5));  // shifted self-copy
+  CHECK(v.to_vector<double>() == std::vector<double>{0, 0, 1, 2, 3, 4});
+  v.copy_(v);  // identical view: nothing to do
+  CHECK(v.at({5}) == 4.0);
+  REQUIRE_THROWS_WITH(zeros({1}).expand({8}).copy_(arange(0.0, 8.0, 1.0)),
+                      "copy_: the destination (8,) is an expanded view (stride 0 in dim 0)");
+  REQUIRE_THROWS_WITH(ones({1}).expand({-2}), "expand: invalid size -2 in (-2,)");
+}
