@@ -74,7 +74,7 @@ endif
 # OpenBLAS is not linked: tensor/cpu/blas.cpp dlopen()s it after choosing a kernel for this CPU (see
 # blas.h for why), from the path the Makefile found.
 CXXFLAGS_ALL = -std=c++17 $(OPTFLAGS) -fno-math-errno -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -I$(OPENBLAS_INC) \
-                -DMUXNET_OPENBLAS_SO='"$(OPENBLAS_LIB)/libopenblas.so.0"' -MMD -MP
+                -DMUXNET_OPENBLAS_SO='"$(OPENBLAS_LIB)/libopenblas.so.0"' -DMUXNET_SOURCE_DIR='"$(CURDIR)"' -MMD -MP
 LDLIBS_ALL   := -fopenmp -ldl -lm -lpthread $(LDDEBUG)
 
 ifeq ($(USE_CUDA),1)
