@@ -54,6 +54,17 @@ struct Pool2dGeom {
 // Which dims a reduction runs over (bit d set = reduce dim d).
 using DimMask = uint32_t;
 
+// Hyperparameters of one fused optimizer update (nn/optim.h holds the semantics, torch.optim's).
+struct SgdStepArgs {
+  double lr = 0, momentum = 0, weight_decay = 0;
+  bool nesterov = false;
+  bool first_step = false;  // the momentum buffer starts as the gradient (torch: buf = clone(g))
+};
+struct AdamWStepArgs {
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  int64_t step = 1;  // this update's 1-based count, for the bias corrections
+};
+
 // ---- kernel signatures (outputs are passed as const Tensor&: a Tensor is a handle) ----
 namespace sig {
 using Copy = void (*)(const Tensor& src, const Tensor& dst);  // src broadcast to dst; casts dtype
@@ -106,6 +117,13 @@ using MaxPool2d = void (*)(const Tensor& x, const Pool2dGeom& g, const Tensor& o
 // grad_in (B, C, H, W) = 0, then grad_in[argmax] += grad_out.
 using MaxPool2dBackward = void (*)(const Tensor& grad_out, const Tensor& argmax, const Pool2dGeom& g,
                                    const Tensor& grad_in);
+// In-place optimizer updates: every tensor contiguous, floating, same dtype and numel (a parameter
+// arena, or one parameter); momentum_buf is undefined when momentum == 0.
+using SgdStep = void (*)(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, const SgdStepArgs& a);
+using AdamWStep = void (*)(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                           const AdamWStepArgs& a);
+// Sum of x^2 over contiguous floating x, accumulated in f64 (gradient-norm clipping).
+using SumSquares = double (*)(const Tensor& x);
 }  // namespace sig
 
 // X(id, signature): the one list of kernels. Names come from the ids, so none can be missing.
@@ -135,7 +153,10 @@ using MaxPool2dBackward = void (*)(const Tensor& grad_out, const Tensor& argmax,
   X(im2col, sig::Im2col)                          \
   X(col2im, sig::Col2im)                          \
   X(max_pool2d, sig::MaxPool2d)                   \
-  X(max_pool2d_backward, sig::MaxPool2dBackward)
+  X(max_pool2d_backward, sig::MaxPool2dBackward)  \
+  X(sgd_step, sig::SgdStep)                       \
+  X(adamw_step, sig::AdamWStep)                   \
+  X(sum_squares, sig::SumSquares)
 
 enum class OpId : uint16_t {
 #define MUXNET_OP_ENUM(id, fn) id,

@@ -3,6 +3,8 @@
 
 namespace muxnet {
 
+void register_cpu_optim();  // sgd_step, adamw_step, sum_squares (tensor/cpu/optim.cpp)
+
 void register_cpu_kernels() {
   register_cpu_copy();
   register_cpu_elementwise();
@@ -13,6 +15,7 @@ void register_cpu_kernels() {
   register_cpu_index();
   register_cpu_conv();
   register_cpu_pool();
+  register_cpu_optim();
 }
 
 #ifndef MUXNET_WITH_CUDA
