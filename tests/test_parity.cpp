@@ -13,6 +13,8 @@
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
 #include "nn/lenet.h"
+#include "nn/mlp.h"
+#include "tensor/ops.h"
 #include "nn/transformer.h"
 #include "tests/test_util.h"
 
@@ -113,4 +115,34 @@ TEST_CASE("the LeNet CNN matches PyTorch", "[nn][parity]") {
   Fixture f = load("lenet");
   nn::LeNet m(1, 6, 10);
   check_module(m, f, [&](const Tensor& x) { return m.forward(x); });
+}
+
+TEST_CASE("a 1-layer pre-LN TransformerEncoder with a final norm matches PyTorch", "[nn][parity]") {
+  Fixture f = load("transformer_preln");
+  nn::TransformerEncoderLayerOptions opt;
+  opt.d_model = 16;
+  opt.heads = 4;
+  opt.dim_feedforward = 32;
+  opt.dropout = 0.0;
+  opt.norm_first = true;
+  nn::TransformerEncoder m(opt, 1, nullptr, /*final_norm=*/true);
+  Tensor mask = f.get("input.mask");
+  check_module(m, f, [&](const Tensor& x) { return m.forward(x, mask); });
+}
+
+TEST_CASE("Embedding (padding row) + positions + MLP + cross-entropy (ignore_index) match PyTorch", "[nn][parity]") {
+  struct EmbedMLP : nn::Module {
+    std::shared_ptr<nn::Embedding> embed = register_module("embed", std::make_shared<nn::Embedding>(12, 8, 0));
+    std::shared_ptr<nn::PositionalEmbedding> pos = register_module("pos", std::make_shared<nn::PositionalEmbedding>(5, 8));
+    std::shared_ptr<nn::MLP> mlp = register_module("mlp", std::make_shared<nn::MLP>(std::vector<int64_t>{8, 16, 5}));
+  } m;
+  Fixture f = load("embed_mlp_ce");
+  load_params(m, f);
+  Tensor loss = cross_entropy(m.mlp->forward(m.pos->forward(m.embed->forward(f.get("input.idx")))),
+                              f.get("input.targets"));
+  check_against("loss", loss, f.get("output"), kForwardRtol);
+  loss.backward();
+  for (auto& [name, p] : m.named_parameters()) check_against("grad of " + name, p.grad(), f.get("grad.param." + name), kGradRtol);
+  // The padding row got no gradient, in both engines.
+  CHECK(ops::sum(ops::abs(m.embed->weight.grad().select(0, 0))).item() == 0.0);
 }

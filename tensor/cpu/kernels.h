@@ -70,5 +70,6 @@ void register_cpu_layernorm();    // layer_norm, layer_norm_backward    (tensor/
 void register_cpu_index();        // embedding, index_select, gather... (tensor/cpu/index.cpp)
 void register_cpu_conv();         // im2col, col2im                     (tensor/cpu/conv.cpp)
 void register_cpu_pool();         // max_pool2d, max_pool2d_backward    (tensor/cpu/pool.cpp)
+void register_cpu_optim();        // sgd_step, adamw_step, sum_squares  (tensor/cpu/optim.cpp)
 
 }  // namespace muxnet

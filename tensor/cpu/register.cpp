@@ -3,8 +3,6 @@
 
 namespace muxnet {
 
-void register_cpu_optim();  // sgd_step, adamw_step, sum_squares (tensor/cpu/optim.cpp)
-
 void register_cpu_kernels() {
   register_cpu_copy();
   register_cpu_elementwise();

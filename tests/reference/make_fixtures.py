@@ -4,7 +4,8 @@
 Builds small PyTorch modules with fixed (seeded) weights, runs forward and backward on fixed inputs and
 saves, per module, one safetensors file in tests/fixtures/ holding:
     param.<name>        the module's parameters (PyTorch state_dict names)
-    input.<name>        the inputs (x; mask for the Transformer, 1 = padded key)
+    input.<name>        the inputs (x; mask for the Transformers, 1 = padded key; idx and targets for
+                        the embedding + MLP + cross-entropy fixture, whose "output" is the loss)
     output              the forward output
     upstream            the gradient fed to backward (loss = sum(output * upstream))
     grad.input.x        d loss / d x
@@ -66,6 +67,49 @@ def record(name, module, inputs, forward, metadata, seed):
     print(f"{path}: {os.path.getsize(path)} bytes, {len(tensors)} tensors")
 
 
+class MLP(nn.Module):
+    """muxnet's nn::MLP: Linear layers in a list named "layers", ReLU between them."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])])
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i + 1 < len(self.layers):
+                x = F.relu(x)
+        return x
+
+
+class EmbedMLP(nn.Module):
+    """Embedding (with a padding row) -> learned positions -> MLP."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(12, 8, padding_idx=0)
+        self.pos = nn.Embedding(5, 8)
+        self.mlp = MLP([8, 16, 5])
+
+    def forward(self, idx):
+        return self.mlp(self.embed(idx) + self.pos.weight[: idx.shape[1]])
+
+
+def record_loss(name, module, inputs, loss_fn, metadata):
+    """For modules whose input is integer: output = the scalar loss; gradients of the parameters."""
+    loss = loss_fn(module, inputs)
+    loss.backward()
+    tensors = {"output": loss.detach(), "upstream": torch.ones(())}
+    for k, v in inputs.items():
+        tensors["input." + k] = v
+    for pname, p in module.named_parameters():
+        tensors["param." + pname] = p
+        tensors["grad.param." + pname] = p.grad
+    path = os.path.join(OUT, name + ".safetensors")
+    write_safetensors(path, tensors, metadata)
+    print(f"{path}: {os.path.getsize(path)} bytes, {len(tensors)} tensors")
+
+
 class LeNet(nn.Module):
     """The LeNet-style CNN of PAPER.md §1.7 with muxnet's nn::LeNet parameter names."""
 
@@ -109,6 +153,24 @@ def main():
            lambda m, x, i: m(x, src_key_padding_mask=i["mask"].bool()),
            {"d_model": 16, "heads": 4, "dim_feedforward": 32, "layers": 2, "activation": "gelu",
             "norm_first": False}, 13)
+
+    torch.manual_seed(5)
+    pre = nn.TransformerEncoderLayer(d_model=16, nhead=4, dim_feedforward=32, dropout=0.0, activation="gelu",
+                                     batch_first=True, norm_first=True, layer_norm_eps=1e-5)
+    enc_pre = nn.TransformerEncoder(pre, num_layers=1, norm=nn.LayerNorm(16), enable_nested_tensor=False)
+    enc_pre.train()
+    record("transformer_preln", enc_pre, {"x": torch.randn(2, 5, 16), "mask": mask},
+           lambda m, x, i: m(x, src_key_padding_mask=i["mask"].bool()),
+           {"d_model": 16, "heads": 4, "dim_feedforward": 32, "layers": 1, "activation": "gelu",
+            "norm_first": True, "final_norm": True}, 15)
+
+    torch.manual_seed(6)
+    em = EmbedMLP()
+    idx = torch.tensor([[3, 0, 7, 11, 2], [5, 5, 0, 1, 9]], dtype=torch.int64)  # 0 = padding row
+    targets = torch.tensor([[1, -100, 4, 0, 2], [3, 3, -100, 1, 4]], dtype=torch.int64)  # -100 = ignored
+    record_loss("embed_mlp_ce", em, {"idx": idx, "targets": targets},
+                lambda m, i: F.cross_entropy(m(i["idx"]).reshape(-1, 5), i["targets"].reshape(-1), ignore_index=-100),
+                {"vocab": 12, "dim": 8, "padding_idx": 0, "max_len": 5, "mlp": "8,16,5", "activation": "relu"})
 
     torch.manual_seed(4)
     net = LeNet()
