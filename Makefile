@@ -92,18 +92,23 @@ LIB_SRCS   := $(wildcard tensor/*.cpp tensor/cpu/*.cpp autograd/*.cpp autograd/f
 CUDA_SRCS  := $(if $(filter 1,$(USE_CUDA)),$(wildcard cuda/*.cu))
 TEST_SRCS  := $(wildcard tests/*.cpp)
 BENCH_SRCS := $(wildcard tasks/bench_*.cpp)
+TASK_SRCS  := $(filter-out tasks/bench_%.cpp,$(wildcard tasks/*.cpp))
+COMMON_SRCS := $(wildcard tasks/common/*.cpp)
 
 LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o) $(CUDA_SRCS:%.cu=$(BUILD)/obj/%.cu.o)
 TEST_OBJS  := $(TEST_SRCS:%.cpp=$(BUILD)/obj/%.o)
 BENCH_BINS := $(patsubst tasks/%.cpp,$(BUILD)/%,$(BENCH_SRCS))
+TASK_BINS  := $(patsubst tasks/%.cpp,$(BUILD)/%,$(TASK_SRCS))
+COMMON_OBJS := $(COMMON_SRCS:%.cpp=$(BUILD)/obj/%.o)
 LIB        := $(BUILD)/libmuxnet.a
 TEST_BIN   := $(BUILD)/muxnet_tests
 
-.PHONY: all lib test test-run bench bench-run deps run loc clean
+.PHONY: all lib tasks test test-run bench bench-run deps run run-task loc clean
 .DEFAULT_GOAL := all
 
-all: $(LIB)
+all: $(LIB) $(TASK_BINS)
 lib: $(LIB)
+tasks: $(TASK_BINS)
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -130,7 +135,7 @@ ifneq ($(filter-out clean loc deps run,$(or $(MAKECMDGOALS),all)),)
   endif
 endif
 
-$(LIB_OBJS) $(TEST_OBJS) $(BENCH_BINS): $(CONFIG_STAMP)
+$(LIB_OBJS) $(TEST_OBJS) $(COMMON_OBJS) $(BENCH_BINS) $(TASK_BINS): $(CONFIG_STAMP)
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
@@ -140,11 +145,15 @@ $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-$(TEST_BIN): $(TEST_OBJS) $(LIB)
-	$(CXX) $(CXXFLAGS_ALL) $(TEST_OBJS) $(LIB) $(LDLIBS_ALL) -o $@
+$(TEST_BIN): $(TEST_OBJS) $(COMMON_OBJS) $(LIB)
+	$(CXX) $(CXXFLAGS_ALL) $(TEST_OBJS) $(COMMON_OBJS) $(LIB) $(LDLIBS_ALL) -o $@
 
 $(BUILD)/bench_%: tasks/bench_%.cpp $(LIB)
 	$(CXX) $(CXXFLAGS_ALL) $< $(LIB) $(LDLIBS_ALL) -o $@
+
+# Task binaries: one file each in tasks/, sharing tasks/common/.
+$(BUILD)/%: tasks/%.cpp $(COMMON_OBJS) $(LIB)
+	$(CXX) $(CXXFLAGS_ALL) $< $(COMMON_OBJS) $(LIB) $(LDLIBS_ALL) -o $@
 
 # `make test` = deps, then a sub-make (which sees freshly installed packages) builds and runs the suite.
 test: deps
@@ -161,10 +170,13 @@ bench: deps
 bench-run: $(BENCH_BINS)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
+# `make run` = deps, then build and run the default task: the synthetic retrieval warm-up at N = 5.
+RUN_ARGS ?=
 run: deps
-	@echo "make run: the default task (the synthetic retrieval warm-up) arrives with the mux/retrieval"
-	@echo "issue and is not built yet. 'make test' builds the engine and runs its tests."
-	@exit 2
+	@$(MAKE) --no-print-directory -j$(NPROC) run-task
+
+run-task: $(BUILD)/retrieval
+	$(BUILD)/retrieval $(RUN_ARGS)
 
 # Installs the Debian packages that are missing: with apt-get when run as root, else prints the command.
 deps:
