@@ -18,8 +18,12 @@
 // Rows of the outputs are ordered b·N + i, like the multiplexer's input.
 // [W1 h_i ; h_t] is computed factored, W1a h_i + W1b h_t (the same maths with N + L' rows of
 // GEMM instead of N · L'), broadcast to (B, N, L', d).
+// The index variants need L' >= N + 1 (the prefix); the mlp sequence variant needs L' >= 1.
+// No dropout is applied: the reference's index demuxer declares one it never uses, and the mlp
+// demuxer's dropout on h_t is left out (see demultiplexer.cpp).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "nn/layers.h"
@@ -45,6 +49,11 @@ class Demultiplexer : public nn::Module {
   // h: (B, L', d) -> sequence: (B·N, C); token: index (B·N, L'-N-1, C), mlp (B·N, L', C)
   Tensor forward(const Tensor& h) const;
   DemuxOptions options;
+
+ private:
+  std::shared_ptr<nn::Linear> dense_in_, dense_, out_proj_;  // undefined where the variant has none
+  std::shared_ptr<nn::LayerNorm> norm_;
+  Tensor instance_weight_, instance_bias_, instance_norm_weight_, instance_norm_bias_;  // mlp only
 };
 
 // The retrieval head: for each mixed sequence b and position t, predicts the token that instance
@@ -55,12 +64,19 @@ class Demultiplexer : public nn::Module {
 class RetrievalHead : public nn::Module {
  public:
   RetrievalHead(DemuxKind kind, int64_t n, int64_t dim, int64_t vocab, Generator* gen = nullptr);
-  // h: (B, L', d); k: (B, L') i64 in [0, N) -> logits (B, L', vocab)
+  // h: (B, L', d); k: (B, L') i64 (or i32) in [0, N) -> logits (B, L', vocab). Only the B·L' queried
+  // rows go through GELU / LN / decoder; mlp groups the rows by instance (one GEMM per instance).
+  // k is read on the host (range check, row indices).
   Tensor forward(const Tensor& h, const Tensor& k) const;
   // Every instance at every position (evaluation): h (B, L', d) -> (B, N, L', vocab)
   Tensor forward_all(const Tensor& h) const;
   DemuxKind kind;
   int64_t n, dim, vocab;
+
+ private:
+  std::shared_ptr<nn::Linear> dense_in_, dense_, decoder_;  // dense_in: index only; dense: mlp only
+  std::shared_ptr<nn::LayerNorm> norm_;
+  Tensor instance_weight_, instance_bias_, instance_norm_weight_, instance_norm_bias_;  // mlp only
 };
 
 }  // namespace muxnet::mux
