@@ -49,8 +49,10 @@ def write_safetensors(path, tensors, metadata):
             f.write(b)
 
 
-def record(name, module, inputs, forward, metadata, seed):
-    """Runs forward + backward with a fixed upstream gradient and writes the fixture."""
+def record(name, module, inputs, forward, metadata, seed, skip_grads=(), skip_params=()):
+    """Runs forward + backward with a fixed upstream gradient and writes the fixture. Gradients of
+    parameters whose names start with one of skip_grads, and the values of those starting with one of
+    skip_params, are left out (to keep the files small when another fixture already holds them)."""
     torch.manual_seed(seed)
     x = inputs["x"].clone().requires_grad_(True)
     out = forward(module, x, inputs)
@@ -60,11 +62,97 @@ def record(name, module, inputs, forward, metadata, seed):
     for k, v in inputs.items():
         tensors["input." + k] = v
     for pname, p in module.named_parameters():
-        tensors["param." + pname] = p
-        tensors["grad.param." + pname] = p.grad
+        if not pname.startswith(tuple(skip_params)):
+            tensors["param." + pname] = p
+        if not pname.startswith(tuple(skip_grads)):
+            tensors["grad.param." + pname] = p.grad
+    for bname, b in module.named_buffers():
+        tensors["buffer." + bname] = b
     path = os.path.join(OUT, name + ".safetensors")
     write_safetensors(path, tensors, metadata)
     print(f"{path}: {os.path.getsize(path)} bytes, {len(tensors)} tensors")
+
+
+class TMux(nn.Module):
+    """muxnet's mux::TMux (mux/tmux.h) with index demux, Gaussian-Hadamard keys and a sequence task:
+    prefix [p_0 .. p_{N-1}, CLS] + ids, e = LN(word + pos), x = mean_i e_i * v_i, x = LN(x + pos),
+    h = post-LN encoder; task z_i = LN(gelu(W1 [h_i ; h_N])), logits = Wo gelu(W2 z + b2) + bo;
+    retrieval r = Wv LN(gelu(W [h_k ; h_t])) + bv. Same parameter names as the C++ model."""
+
+    def __init__(self, vocab, L, n, d, heads, ff, layers, classes, key_norm):
+        super().__init__()
+        self.vocab, self.L, self.n = vocab, L, n
+        self.word = nn.Embedding(vocab + 2 + n, d)
+        self.pos = nn.Embedding(L + n + 1, d)
+        self.emb_norm = nn.LayerNorm(d)
+        layer = nn.TransformerEncoderLayer(d, heads, ff, dropout=0.0, activation="gelu", batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.demux = nn.Module()
+        self.demux.dense_in, self.demux.norm = nn.Linear(2 * d, d), nn.LayerNorm(d)
+        self.demux.dense, self.demux.out_proj = nn.Linear(d, d), nn.Linear(d, classes)
+        self.retrieval = nn.Module()
+        self.retrieval.dense_in, self.retrieval.norm = nn.Linear(2 * d, d), nn.LayerNorm(d)
+        self.retrieval.decoder = nn.Linear(d, vocab)
+        g = torch.randn(n, d, dtype=torch.float64)
+        self.mux = nn.Module()
+        self.mux.register_buffer("instance_embedding", (g / g.norm(dim=1, keepdim=True) * key_norm).float())
+
+    def prefixed(self, ids):
+        rows, n = ids.shape[0], self.n
+        prefix = torch.full((rows, n + 1), self.vocab, dtype=torch.int64)
+        for r in range(rows):
+            prefix[r, r % n] = self.vocab + 2 + (r % n)
+        prefix[:, n] = self.vocab + 1
+        return torch.cat([prefix, ids], dim=1)
+
+    def forward(self, ids, labels, k, task_coeff=0.9, retrieval_coeff=0.1):
+        n = self.n
+        p = self.prefixed(ids)
+        Lp = p.shape[1]
+        pos = self.pos.weight[:Lp]
+        e = self.emb_norm(self.word(p) + pos)                                  # (B*N, L', d)
+        B = e.shape[0] // n
+        v = self.mux.instance_embedding                                         # (N, d)
+        x = (e.view(B, n, Lp, -1) * v[None, :, None, :]).mean(dim=1)            # (B, L', d)
+        h = self.encoder(self.emb_norm(x + pos))                                # (B, L', d)
+        d = h.shape[-1]
+        hi = h[:, :n].unsqueeze(2)                                              # (B, N, 1, d)
+        z = torch.cat([hi, h[:, n].view(B, 1, 1, d).expand(B, n, 1, d)], dim=-1).view(B * n, 2 * d)
+        z = self.demux.norm(F.gelu(self.demux.dense_in(z)))
+        task = self.demux.out_proj(F.gelu(self.demux.dense(z)))                # (B*N, C)
+        hk = torch.gather(h[:, :n], 1, k.unsqueeze(-1).expand(B, Lp, d))        # (B, L', d): h[b, k[b,t]]
+        r = self.retrieval.decoder(self.retrieval.norm(F.gelu(self.retrieval.dense_in(torch.cat([hk, h], -1)))))
+        target = torch.gather(p.view(B, n, Lp), 1, k.unsqueeze(1)).squeeze(1).clone()  # p[b*N + k, t]
+        target[:, : n + 1] = -100
+        loss = task_coeff * F.cross_entropy(task, labels) + retrieval_coeff * F.cross_entropy(
+            r.reshape(B * Lp, -1), target.reshape(-1), ignore_index=-100)
+        return loss, task, r
+
+
+class CnnMux(nn.Module):
+    """muxnet's mux::CnnMux with the gaussian image mux: sum_i conv(x_i, k_i, pad 1) -> LeNet features
+    -> N heads tanh(Linear(84, N*84)) -> shared LeNet output layer."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+        self.mux = nn.Module()
+        self.mux.register_buffer("kernels", torch.randn(n, 1, 1, 3, 3))
+        torch.manual_seed(4)
+        self.lenet = LeNet()  # the weights of lenet.safetensors: the C++ test loads them from there
+        self.heads = nn.Module()
+        self.heads.lin = nn.Linear(84, n * 84)
+
+    def forward(self, x):
+        n = self.n
+        B = x.shape[0] // n
+        mixed = F.conv2d(x.view(B, n, 20, 20), self.mux.kernels.view(1, n, 3, 3), padding=1)  # sum over instances
+        l = self.lenet
+        f = F.max_pool2d(torch.tanh(l.c1(mixed)), 2)
+        f = F.max_pool2d(torch.tanh(l.c3(f)), 2)
+        f = torch.tanh(l.f6(torch.tanh(l.c5(f)).flatten(1)))
+        heads = torch.tanh(self.heads.lin(f)).view(B * n, 84)
+        return l.ol(heads)
 
 
 class MLP(nn.Module):
@@ -171,6 +259,33 @@ def main():
     record_loss("embed_mlp_ce", em, {"idx": idx, "targets": targets},
                 lambda m, i: F.cross_entropy(m(i["idx"]).reshape(-1, 5), i["targets"].reshape(-1), ignore_index=-100),
                 {"vocab": 12, "dim": 8, "padding_idx": 0, "max_len": 5, "mlp": "8,16,5", "activation": "relu"})
+
+    torch.manual_seed(7)
+    tm = TMux(vocab=11, L=4, n=3, d=8, heads=2, ff=16, layers=1, classes=2, key_norm=2.0)
+    tm.train()
+    ids = torch.randint(0, 11, (6, 4))                    # B = 2 mixed sequences of N = 3
+    labels = torch.randint(0, 2, (6,))
+    k = torch.randint(0, 3, (2, 4 + 3 + 1))
+    loss, task, r = tm(ids, labels, k)
+    loss.backward()
+    tensors = {"output": loss.detach(), "output.task_logits": task, "output.retrieval_logits": r,
+               "input.ids": ids, "input.labels": labels, "input.k": k}
+    for pname, p in tm.named_parameters():
+        tensors["param." + pname] = p
+        tensors["grad.param." + pname] = p.grad
+    for bname, b in tm.named_buffers():
+        tensors["buffer." + bname] = b
+    path = os.path.join(OUT, "tmux.safetensors")
+    write_safetensors(path, tensors, {"vocab": 11, "max_len": 4, "n": 3, "d_model": 8, "heads": 2,
+                                      "dim_feedforward": 16, "layers": 1, "num_classes": 2, "key_norm": 2.0,
+                                      "task_coeff": 0.9, "retrieval_coeff": 0.1})
+    print(f"{path}: {os.path.getsize(path)} bytes, {len(tensors)} tensors")
+
+    torch.manual_seed(8)
+    cm = CnnMux(2)
+    # The LeNet's own gradients are checked by lenet.safetensors; here: C1 (fed by the mux), the heads and x.
+    record("cnnmux", cm, {"x": torch.rand(4, 1, 20, 20)}, lambda m, x, i: m(x), {"n": 2, "mux": "gaussian"}, 16,
+           skip_grads=("lenet.c3", "lenet.c5", "lenet.f6", "lenet.ol"), skip_params=("lenet.",))
 
     torch.manual_seed(4)
     net = LeNet()
