@@ -39,7 +39,7 @@ struct Flags {
   double key_norm = 20.0;
   bool learned_keys = false;
   int64_t batch = 32, steps = 3000, warmup = 100, eval_every = 100, eval_size = 512, throughput_batch = 32;
-  double lr = 1e-3, weight_decay = 0.01, clip = 1.0, target = 0.99;
+  double lr = 3e-3, weight_decay = 0.01, clip = 1.0, target = 0.995;
   uint64_t seed = 0;
   int threads = 0;
   std::string save, load, data = "synthetic", data_dir, runs = "runs";
