@@ -144,7 +144,9 @@ int main(int argc, char** argv) {
   app.add_option("--ff", f.ff, "feed-forward width")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--layers", f.layers, "encoder layers")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--dropout", f.dropout, "dropout")->check(CLI::Range(0.0, 0.9))->capture_default_str();
-  app.add_option("--mux", f.mux, "gaussian_hadamard | binary_hadamard | random_ortho")->capture_default_str();
+  app.add_option("--mux", f.mux, "gaussian_hadamard | binary_hadamard | random_ortho")
+      ->check(CLI::IsMember({"gaussian_hadamard", "binary_hadamard", "random_ortho"}))
+      ->capture_default_str();
   app.add_option("--key-norm", f.key_norm, "gaussian_hadamard key norm")->capture_default_str();
   app.add_flag("--learned-keys", f.learned_keys, "train the multiplexing keys");
   app.add_option("--demux", f.demux, "index | mlp")->check(CLI::IsMember({"index", "mlp"}))->capture_default_str();

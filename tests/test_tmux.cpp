@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "mux/tmux.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "tensor/ops.h"
 #include "tests/nn_test_util.h"
@@ -189,4 +190,20 @@ TEST_CASE("a short retrieval run learns N = 2", "[mux][tmux][learning]") {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   INFO("held-out retrieval accuracy " << acc << " after " << step << " steps, " << secs << " s");
   CHECK(acc >= 0.9);
+}
+
+TEST_CASE("a T-MUX checkpoint rebuilds the same model from its metadata", "[mux][tmux][checkpoint]") {
+  TMuxConfig c = tiny(3, DemuxKind::Index, "sequence");
+  Generator g(11);
+  TMux a(c, &g);
+  a.eval();
+  const std::string path = "/tmp/muxnet_test_tmux.safetensors";
+  nn::save_checkpoint(path, a, c.to_metadata());
+  nn::SafetensorsContents file = nn::read_safetensors(path);
+  TMux b(TMuxConfig::from_metadata(file.metadata));  // other random weights until loaded
+  nn::load_checkpoint(path, b);
+  b.eval();
+  Tensor ids = randint(0, 7, {6, 3}, DType::I64, &g);
+  CHECK(allclose(a.encode(ids), b.encode(ids), 0, 0));
+  CHECK(allclose(a.mux->keys, b.mux->keys, 0, 0));  // the fixed keys travel with the checkpoint
 }
