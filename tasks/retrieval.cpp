@@ -184,7 +184,10 @@ int main(int argc, char** argv) {
       tasks::LabeledSentences train = tasks::read_sst2(dir + "/sst2/train.tsv");
       tasks::LabeledSentences dev = tasks::read_sst2(dir + "/sst2/dev.tsv");
       src.synthetic = false;
-      src.words = tasks::Vocabulary::build(train.tokens, f.min_count, f.max_vocab);
+      // A checkpoint's own vocabulary wins: token ids must mean what they meant when it was trained.
+      nn::Metadata meta = f.load.empty() ? nn::Metadata() : nn::read_safetensors(f.load).metadata;
+      src.words = meta.count("vocab.json") ? tasks::Vocabulary::from_json(meta.at("vocab.json"))
+                                           : tasks::Vocabulary::build(train.tokens, f.min_count, f.max_vocab);
       for (auto& s : train.tokens) src.train.push_back(src.words.encode(s, f.len));
       for (auto& s : dev.tokens) src.heldout.push_back(src.words.encode(s, f.len));
       src.vocab = src.words.size();
