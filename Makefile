@@ -19,7 +19,7 @@ CUDA_ARCH ?= 90
 MARCH     ?= native
 NPROC     := $(shell nproc 2>/dev/null || echo 2)
 
-DEB_PKGS := libopenblas-openmp-dev catch2 nlohmann-json3-dev libcli11-dev
+DEB_PKGS := libopenblas-openmp-dev catch2 nlohmann-json3-dev libcli11-dev zlib1g-dev
 
 # ---------------------------------------------------------------- detection
 MULTIARCH    := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
@@ -29,6 +29,7 @@ HAVE_OPENBLAS := $(wildcard $(OPENBLAS_INC)/cblas.h)
 HAVE_CATCH2   := $(wildcard /usr/include/catch2/catch.hpp)
 HAVE_JSON     := $(wildcard /usr/include/nlohmann/json.hpp)
 HAVE_CLI11    := $(wildcard /usr/include/CLI/CLI.hpp)
+HAVE_ZLIB     := $(wildcard /usr/include/zlib.h)
 HAVE_OPENMP   := $(shell echo 'int main(){}' | $(CXX) -fopenmp -x c++ - -o /dev/null 2>/dev/null && echo yes)
 NVCC          := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
@@ -51,6 +52,7 @@ ifeq ($(MAKELEVEL),0)
     $(info $(if $(HAVE_CATCH2),  ✓ Catch2 v2,  ✗ Catch2 v2 not found (needed by make test): make deps))
     $(info $(if $(HAVE_JSON),  ✓ nlohmann-json,  ✗ nlohmann-json not found: make deps))
     $(info $(if $(HAVE_CLI11),  ✓ CLI11,  ✗ CLI11 not found: make deps))
+    $(info $(if $(HAVE_ZLIB),  ✓ zlib (IDX .gz readers),  ✗ zlib not found: make deps))
     $(info $(if $(filter 1,$(USE_CUDA)),  ✓ nvcc $(NVCC): building the CUDA backend for sm_$(CUDA_ARCH),  ✗ CUDA backend off (nvcc not found or CUDA=0): CPU-only build))
   endif
 endif
@@ -75,7 +77,7 @@ endif
 # blas.h for why), from the path the Makefile found.
 CXXFLAGS_ALL = -std=c++17 $(OPTFLAGS) -fno-math-errno -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -I$(OPENBLAS_INC) \
                 -DMUXNET_OPENBLAS_SO='"$(OPENBLAS_LIB)/libopenblas.so.0"' -DMUXNET_SOURCE_DIR='"$(CURDIR)"' -MMD -MP
-LDLIBS_ALL   := -fopenmp -ldl -lm -lpthread $(LDDEBUG)
+LDLIBS_ALL   := -fopenmp -ldl -lm -lpthread -lz $(LDDEBUG)
 
 ifeq ($(USE_CUDA),1)
   CUDA_HOME  := $(patsubst %/bin/nvcc,%,$(NVCC))
@@ -181,7 +183,7 @@ run-task: $(BUILD)/retrieval
 # Installs the Debian packages that are missing: with apt-get when run as root, else prints the command.
 deps:
 	@if ! command -v dpkg >/dev/null 2>&1; then \
-	  echo "deps: not a Debian system; install OpenBLAS (OpenMP build), Catch2 v2, nlohmann-json and CLI11 yourself"; \
+	  echo "deps: not a Debian system; install OpenBLAS (OpenMP build), Catch2 v2, nlohmann-json, CLI11 and zlib yourself"; \
 	  exit 0; fi; \
 	missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
