@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "mux/embed_mux.h"
 #include "tensor/ops.h"
 
 namespace muxnet::mux {
@@ -193,8 +194,19 @@ Tensor TMux::embed(const Tensor& ids) const {
 }
 
 Tensor TMux::encode(const Tensor& ids) const {
+  Tensor x;
+  const bool hadamard = mux && mux->options.kind != MuxKind::RandomOrtho;
+  const bool no_dropout = config.dropout == 0.0 || !is_training();
+  if (!grad_enabled() && hadamard && no_dropout && word->weight.device() == Device::CPU &&
+      word->weight.dtype() == DType::F32) {
+    // Inference: embedding + LayerNorm + multiplexer in one pass (mux/embed_mux.h), same maths.
+    x = hadamard_embed_mux(prefixed_ids(ids).to_vector<int64_t>(), config.n, config.seq_len(), word->weight,
+                           pos->weight, emb_norm->weight, emb_norm->bias, emb_norm->eps, mux->keys);
+    if (config.reembed) x = emb_norm->forward(pos->forward(x));
+    return encoder->forward(x);
+  }
   Tensor e = embed(prefixed_ids(ids));  // (B·N, L', d)
-  Tensor x = e;
+  x = e;
   if (mux) {
     x = mux->forward(e);  // (B, L', d)
     if (config.reembed) x = emb_dropout->forward(emb_norm->forward(pos->forward(x)));
