@@ -9,7 +9,7 @@
 // written. With LN(u) = γ ⊙ û + β, the sum is γ ⊙ Σ_i v'_i ⊙ û_i + β ⊙ Σ_i v'_i (v'_i = v_i / N).
 // Leading positions whose tokens are the same in every mixed sequence (the index prefix
 // [p_0 .. p_{N-1}, CLS]: the same N rows for every b) are computed once and copied to every b.
-// Statistics are in double, as the LayerNorm kernel; results match the unfused ops to float rounding.
+
 // No autograd: callers use it under NoGradGuard (TMux::encode does).
 #pragma once
 
