@@ -70,7 +70,7 @@ struct Point {
 // Times `pass` (which returns the number of predictions made): warm-up, then each pass alone.
 template <typename Pass>
 Point time_passes(Point p, const Flags& f, const std::string& label, Pass pass) {
-  tasks::ProgressBar bar(f.warmup + f.repeats, label, 1);
+  tasks::ProgressBar bar(f.warmup + f.repeats, label, std::max<int64_t>(1, (f.warmup + f.repeats) / 4));
   std::vector<double> t;
   for (int64_t s = 0; s < f.warmup + f.repeats; ++s) {
     double t0 = now_s();
