@@ -5,6 +5,7 @@
 #   make bench      build and run the op benchmarks (tasks/bench_*.cpp)
 #   make deps       install the Debian packages muxnet needs (apt-get as root, else print the command)
 #   make run        build and run the default task (arrives with the retrieval task)
+#   make plots      PNG plots of runs/*.jsonl under runs/plots/ (needs gnuplot; says so and exits 0 without)
 #   make loc        lines of code per folder
 #   make clean
 #
@@ -197,6 +198,18 @@ deps:
 	  echo "deps: missing$$missing. Install them with:"; \
 	  echo "  sudo apt-get install -y$$missing"; exit 1; \
 	fi
+
+# `make plots` = runs/*.jsonl -> runs/plots/*.png with gnuplot (tasks/plots/plots.sh); build/jsonl2dat
+# extracts the columns (a plain C++ tool on nlohmann-json, no library).
+.PHONY: plots
+plots:
+	@if ! command -v gnuplot >/dev/null 2>&1; then \
+	  echo "plots: gnuplot not found (apt-get install -y gnuplot-nox); no plots made"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(BUILD)/jsonl2dat && tasks/plots/plots.sh
+
+$(BUILD)/jsonl2dat: tasks/plots/jsonl2dat.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -Wall -Wextra $< -o $@
 
 loc:
 	@for d in tensor autograd nn mux cuda tasks tests; do \
