@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "autograd/functions.h"
+#include "nn/attention_infer.h"
 
 namespace muxnet::nn {
 
@@ -100,6 +101,11 @@ Tensor MultiHeadSelfAttention::forward(const Tensor& x, const Tensor& key_paddin
     MUXNET_CHECK(key_padding_mask.shape() == Shape({B, T}),
                  "MultiHeadSelfAttention: key_padding_mask must have shape (B, T) = ", Shape({B, T}), ", got ",
                  key_padding_mask.shape());
+  }
+  if (!grad_enabled() && fused_qkv && !key_padding_mask.defined() && (dropout_p == 0.0 || !is_training()) &&
+      x.device() == Device::CPU && x.dtype() == DType::F32) {
+    // Inference: no head-major copies, no stored (B, H, T, T) tensors (nn/attention_infer.h).
+    return out_proj->forward(self_attention_inference(linear(x, in_proj_weight, in_proj_bias), heads));
   }
   Tensor ctx;  // (B, H, T, dh)
   if (fused_qkv) {

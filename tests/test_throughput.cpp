@@ -4,6 +4,7 @@
 // multiplexer (mux/embed_mux.h) against the unfused ops.
 #include "mux/embed_mux.h"
 #include "mux/tmux.h"
+#include "nn/attention.h"
 #include "tasks/common/throughput.h"
 #include "tests/test_util.h"
 
@@ -156,4 +157,22 @@ TEST_CASE("fused embedding + mux: the shared prefix and a per-sequence prefix ag
   bad[3] = 6;
   CHECK_THROWS_WITH(mux::hadamard_embed_mux(bad, n, T, word, pos, w, b, 1e-5, keys),
                     Catch::Contains("token id 6 at 3"));
+}
+
+TEST_CASE("fused inference self-attention matches the autograd path", "[throughput][nn-transformer]") {
+  Generator gen(5);
+  nn::MultiHeadSelfAttention attn(16, 4, 0.0, /*fused=*/true, /*bias=*/true, &gen);
+  {
+    NoGradGuard no_grad;  // non-zero projection biases, so the bias path of q, k and v is exercised
+    attn.in_proj_bias.copy_(randn({48}, DType::F32, &gen, 0.0, 0.5));
+  }
+  Tensor x = randn({3, 7, 16}, DType::F32, &gen);
+  Tensor generic = attn.forward(x);  // grad mode on: split_heads / scaled_dot_product_attention
+  Tensor fused;
+  {
+    NoGradGuard no_grad;
+    fused = attn.forward(x);
+  }
+  CHECK(fused.shape() == Shape{3, 7, 16});
+  CHECK_CLOSE(fused, generic.detach(), 1e-5, 1e-4);
 }
