@@ -23,7 +23,6 @@
 #include "nn/checkpoint.h"
 #include "tasks/common/cli.h"
 #include "tasks/common/metrics.h"
-#include "tasks/common/progress.h"
 #include "tasks/common/throughput.h"
 
 using namespace muxnet;
@@ -68,18 +67,22 @@ struct Point {
 };
 
 // Times `pass` (which returns the number of predictions made): warm-up, then each pass alone.
+// Progress: a line per quarter of the passes with the latest pass time.
 template <typename Pass>
 Point time_passes(Point p, const Flags& f, const std::string& label, Pass pass) {
-  tasks::ProgressBar bar(f.warmup + f.repeats, label, std::max<int64_t>(1, (f.warmup + f.repeats) / 4));
+  const int64_t total = f.warmup + f.repeats, every = std::max<int64_t>(1, total / 4);
   std::vector<double> t;
-  for (int64_t s = 0; s < f.warmup + f.repeats; ++s) {
+  for (int64_t s = 0; s < total; ++s) {
     double t0 = now_s();
     p.predictions = pass(s);
     double dt = now_s() - t0;
     if (s >= f.warmup) t.push_back(dt);
-    bar.update(s + 1, dt * 1e3);  // the "loss" column shows this pass's milliseconds
+    if ((s + 1) % every == 0 || s + 1 == total) {
+      std::printf("  %-6s pass %3lld/%lld %s %8.1f ms\n", label.c_str(), (long long)(s + 1), (long long)total,
+                  s < f.warmup ? "(warm-up)" : "         ", dt * 1e3);
+      std::fflush(stdout);
+    }
   }
-  bar.finish();
   std::sort(t.begin(), t.end());
   p.med = t[t.size() / 2];
   p.min = t.front();
@@ -106,14 +109,35 @@ void check_loadable(const std::string& path) {
   if (stat(path.c_str(), &st) != 0) throw InputError("--load: checkpoint '" + path + "' does not exist");
 }
 
+// Before anything is timed: every checkpoint --load names exists and was saved for these flags.
+void check_checkpoints(const Flags& f, const std::vector<int64_t>& ns) {
+  if (!f.skip_plain) {
+    const std::string path = model_path(f.load, "plain");
+    check_loadable(path);
+    nn::Metadata meta = nn::read_safetensors(path).metadata;
+    if (meta["model"] != "plain" || meta["len"] != std::to_string(f.len)) {
+      throw InputError(path + ": not a plain classifier of length " + std::to_string(f.len) + " (model '" +
+                       meta["model"] + "', len '" + meta["len"] + "')");
+    }
+  }
+  for (int64_t n : ns) {
+    const std::string path = model_path(f.load, "n" + std::to_string(n));
+    check_loadable(path);
+    mux::TMuxConfig saved = mux::TMuxConfig::from_metadata(nn::read_safetensors(path).metadata);
+    if (saved.n != n || saved.max_len != f.len || saved.vocab != f.vocab) {
+      throw InputError(path + ": checkpoint has N " + std::to_string(saved.n) + ", length " +
+                       std::to_string(saved.max_len) + ", vocab " + std::to_string(saved.vocab) +
+                       "; the flags ask for " + std::to_string(n) + ", " + std::to_string(f.len) + ", " +
+                       std::to_string(f.vocab));
+    }
+  }
+}
+
 Point run_plain(const Flags& f, const tasks::ClsShape& shape) {
   Generator init_gen(f.seed);
   tasks::PlainClassifier model(f.vocab, shape, f.heads, &init_gen);
   const std::string path = model_path(f.load.empty() ? f.save : f.load, "plain");
-  if (!f.load.empty()) {
-    check_loadable(path);
-    nn::load_checkpoint(path, model);
-  }
+  if (!f.load.empty()) nn::load_checkpoint(path, model);  // checked by check_checkpoints
   model.eval();
   std::vector<Tensor> data = random_batches(f.batch, f.len, f.vocab, model.cls_id(), f.seed + 1);
   Point p;
@@ -146,16 +170,7 @@ Point run_tmux(const Flags& f, int64_t n) {
   cfg.task_coeff = 1.0;
   cfg.retrieval_coeff = 0.0;  // inference: no retrieval head
   const std::string path = model_path(f.load.empty() ? f.save : f.load, "n" + std::to_string(n));
-  if (!f.load.empty()) {
-    check_loadable(path);
-    mux::TMuxConfig saved = mux::TMuxConfig::from_metadata(nn::read_safetensors(path).metadata);
-    if (saved.n != n || saved.max_len != f.len || saved.vocab != f.vocab) {
-      throw InputError(path + ": checkpoint has N " + std::to_string(saved.n) + ", length " +
-                       std::to_string(saved.max_len) + ", vocab " + std::to_string(saved.vocab) + "; the flags ask for " +
-                       std::to_string(n) + ", " + std::to_string(f.len) + ", " + std::to_string(f.vocab));
-    }
-    cfg = saved;
-  }
+  if (!f.load.empty()) cfg = mux::TMuxConfig::from_metadata(nn::read_safetensors(path).metadata);  // checked
   Generator init_gen(f.seed);
   mux::TMux model(cfg, &init_gen);
   if (!f.load.empty()) nn::load_checkpoint(path, model);
@@ -224,6 +239,7 @@ int main(int argc, char** argv) {
                 (long long)f.repeats, load_average().c_str());
     std::fflush(stdout);
 
+    if (!f.load.empty()) check_checkpoints(f, ns);
     std::vector<Point> points;
     const double t_start = now_s();
     if (!f.skip_plain) points.push_back(run_plain(f, shape));
