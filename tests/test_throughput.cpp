@@ -115,6 +115,7 @@ TEST_CASE("fused inference embedding + Hadamard mux matches the unfused ops", "[
       cfg.reembed = reembed;
       Generator gen(3);
       mux::TMux m(cfg, &gen);
+      if (reembed) m.pack_parameters();  // parameters as views into one arena, as the task binaries have them
       m.eval();
       {
         NoGradGuard no_grad;  // a non-trivial LayerNorm affine, so the γ/β refactoring is exercised
