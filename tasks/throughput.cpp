@@ -15,6 +15,7 @@
 //   build/throughput --n 20 --repeats 5 --save runs/thru.safetensors
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sys/stat.h>
