@@ -9,6 +9,8 @@
 // lower-casing would merge "May" and "may"); words seen fewer than --min-count times become a word
 // shape class (<unk:Aa>, <unk:AA>, <unk:a>, <unk:0>, ...), so unseen test names keep their shape.
 // The vocabulary is saved in the checkpoint (metadata vocab.json) and reused by --load / --init.
+// Word dropout (--word-dropout) replaces training words by their shape class, so the model learns to
+// tag from shape and context the unseen words it meets in dev and test.
 // Sentences longer than --len are cut into pieces, so every test token and entity is scored.
 //
 // Retrieval warm-up: the paper finetunes from a checkpoint warmed up on retrieval alone. Here
@@ -43,7 +45,7 @@ struct Flags {
   std::string mux = "gaussian_hadamard", demux = "index";
   double key_norm = 20.0, retrieval_coeff = 0.1;
   int64_t batch = 32, lr_warmup = 200, warmup_steps = 0, eval_every = 500;
-  double lr = 1e-3, weight_decay = 0.01, clip = 1.0, max_minutes = 0;
+  double lr = 1e-3, weight_decay = 0.01, clip = 1.0, max_minutes = 0, word_dropout = 0.1;
   int64_t min_count = 2, max_vocab = 50000;
   uint64_t seed = 0;
   int threads = 0;
@@ -90,6 +92,8 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--weight-decay", f.weight_decay, "AdamW weight decay")->capture_default_str();
   app.add_option("--clip", f.clip, "global gradient-norm clip (0: off)")->capture_default_str();
+  app.add_option("--word-dropout", f.word_dropout, "training words replaced by their shape class, probability")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--warmup-steps", f.warmup_steps,
                  "N > 1: retrieval-only steps on the training sentences before the task (the paper's warm-up)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -186,7 +190,7 @@ int main(int argc, char** argv) {
       const int64_t start = cfg.demux == mux::DemuxKind::Mlp ? 1 : 0;  // the mlp demux's CLS takes position 0
       auto instances = [&](const tasks::TaggedSentences& s) {
         return tasks::make_ner_instances(tasks::encode_ner_words(vocab, s.tokens), s.tags, cfg.max_len, cfg.pad_id,
-                                         start);
+                                         start, tasks::encode_ner_shapes(vocab, s.tokens));
       };
       tasks::NerInstances train_x = instances(train), dev_x = instances(dev), test_x = instances(test);
 
@@ -200,6 +204,7 @@ int main(int argc, char** argv) {
       o.lr = f.lr;
       o.weight_decay = f.weight_decay;
       o.clip = f.clip;
+      o.word_dropout = f.word_dropout;
       o.eval_every = f.eval_every;
       o.seed = f.seed;
       o.max_seconds = 60.0 * f.max_minutes;

@@ -193,6 +193,11 @@ TEST_CASE("long sentences are cut into instances of L tokens, padding labelled -
   CHECK(m.ids == std::vector<int64_t>{0, 5, 6, 0, 7, 0});
   CHECK(m.labels == std::vector<int64_t>{-100, 1, 2, -100, 0, -100});
   CHECK(m.offset == std::vector<int64_t>{0, 2});
+  CHECK(m.shapes.empty());
+  NerInstances s = make_ner_instances({{5, 6, 7}}, {{1, 2, 0}}, 2, 0, 0, {{3, 4, 3}});  // word-dropout ids
+  CHECK(s.shapes == std::vector<int64_t>{3, 4, 3, 0});
+  REQUIRE_THROWS_WITH(make_ner_instances({{5, 6}}, {{1, 2}}, 2, 0, 0, {{3}}),
+                      Catch::Contains("sentence 0 has 2 words, 2 tags and 1 shapes"));
 }
 
 namespace {

@@ -68,11 +68,26 @@ std::vector<std::vector<int64_t>> encode_ner_words(const Vocabulary& vocab,
   return out;
 }
 
+std::vector<std::vector<int64_t>> encode_ner_shapes(const Vocabulary& vocab,
+                                                    const std::vector<std::vector<std::string>>& sentences) {
+  std::vector<std::vector<int64_t>> out;
+  out.reserve(sentences.size());
+  for (const auto& s : sentences) {
+    std::vector<int64_t> ids;
+    ids.reserve(s.size());
+    for (const auto& w : s) ids.push_back(vocab.id(word_shape(w)));
+    out.push_back(std::move(ids));
+  }
+  return out;
+}
+
 NerInstances make_ner_instances(const std::vector<std::vector<int64_t>>& words,
                                 const std::vector<std::vector<int64_t>>& tags, int64_t len, int64_t pad_id,
-                                int64_t start) {
+                                int64_t start, const std::vector<std::vector<int64_t>>& shapes) {
   MUXNET_CHECK(words.size() == tags.size(), "make_ner_instances: ", words.size(), " sentences but ", tags.size(),
                " tag lists");
+  MUXNET_CHECK(shapes.empty() || shapes.size() == words.size(), "make_ner_instances: ", shapes.size(),
+               " shape lists for ", words.size(), " sentences");
   MUXNET_CHECK(start >= 0 && start < len, "make_ner_instances: start ", start, " must be in [0, ", len, ")");
   NerInstances d;
   d.len = len;
@@ -81,15 +96,18 @@ NerInstances make_ner_instances(const std::vector<std::vector<int64_t>>& words,
   const int64_t room = len - start;
   for (size_t s = 0; s < words.size(); ++s) {
     const int64_t n = int64_t(words[s].size());
-    MUXNET_CHECK(int64_t(tags[s].size()) == n, "make_ner_instances: sentence ", s, " has ", n, " words and ",
-                 tags[s].size(), " tags");
+    MUXNET_CHECK(int64_t(tags[s].size()) == n && (shapes.empty() || int64_t(shapes[s].size()) == n),
+                 "make_ner_instances: sentence ", s, " has ", n, " words, ", tags[s].size(), " tags and ",
+                 shapes.empty() ? n : int64_t(shapes[s].size()), " shapes");
     for (int64_t off = 0; off < n; off += room) {
-      std::vector<int64_t> ids(size_t(len), pad_id), labels(size_t(len), -100);
+      std::vector<int64_t> ids(size_t(len), pad_id), labels(size_t(len), -100), shape(size_t(len), pad_id);
       for (int64_t t = 0; t < room && off + t < n; ++t) {
         ids[size_t(start + t)] = words[s][size_t(off + t)];
         labels[size_t(start + t)] = tags[s][size_t(off + t)];
+        if (!shapes.empty()) shape[size_t(start + t)] = shapes[s][size_t(off + t)];
       }
       d.ids.insert(d.ids.end(), ids.begin(), ids.end());
+      if (!shapes.empty()) d.shapes.insert(d.shapes.end(), shape.begin(), shape.end());
       d.labels.insert(d.labels.end(), labels.begin(), labels.end());
       d.sentence.push_back(int64_t(s));
       d.offset.push_back(off);
@@ -201,12 +219,22 @@ NerTrainResult train_ner(mux::TMux& model, const NerInstances& train, const NerI
                " but instances of length ", train.len);
   const int64_t rows = o.batch * model.config.n;
   Sampler sampler(train.count(), o.seed + 1);
-  Generator k_gen(o.seed + 2);
+  Generator k_gen(o.seed + 2), drop_gen(o.seed + 3);
+  MUXNET_CHECK(o.word_dropout == 0 || !train.shapes.empty(), "train_ner: word dropout needs the shape ids");
   NerTrainResult res;
   const double t0 = now_s();
   auto draw = [&](Tensor& ids, Tensor& labels) {
     std::vector<int64_t> r = sampler.next(rows);
-    ids = gather_rows(train.ids, train.len, r);
+    std::vector<int64_t> w;
+    w.reserve(r.size() * size_t(train.len));
+    for (int64_t row : r) {
+      for (int64_t t = row * train.len; t < (row + 1) * train.len; ++t) {
+        const bool drop =
+            o.word_dropout > 0 && train.labels[size_t(t)] != -100 && drop_gen.uniform() < o.word_dropout;
+        w.push_back(drop ? train.shapes[size_t(t)] : train.ids[size_t(t)]);
+      }
+    }
+    ids = from_vector<int64_t>(w, {int64_t(r.size()), train.len});
     labels = gather_rows(train.labels, train.len, r);
   };
   model.train();
@@ -269,6 +297,10 @@ NerTrainResult train_ner(mux::TMux& model, const NerInstances& train, const NerI
       }
     }
     if (out_of_time) break;
+  }
+  if (best.empty() && dev.count() > 0) {  // no task step evaluated (steps = 0): score what there is
+    res.best_dev = evaluate_ner(model, dev);
+    res.best_dev_f1 = res.best_dev.total.f1();
   }
   if (!best.empty()) {  // put the best parameters back
     NoGradGuard no_grad;

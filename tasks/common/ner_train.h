@@ -34,20 +34,26 @@ Vocabulary build_ner_vocabulary(const std::vector<std::vector<std::string>>& sen
 int64_t ner_word_id(const Vocabulary& vocab, const std::string& word);
 std::vector<std::vector<int64_t>> encode_ner_words(const Vocabulary& vocab,
                                                    const std::vector<std::vector<std::string>>& sentences);
+// The id of each word's shape class (Vocabulary::kUnk when the class is not in the vocabulary): what
+// word dropout replaces a word with.
+std::vector<std::vector<int64_t>> encode_ner_shapes(const Vocabulary& vocab,
+                                                    const std::vector<std::vector<std::string>>& sentences);
 
 struct NerInstances {
   int64_t len = 0;                         // L
   int64_t start = 0;                       // first position holding a token (1 for the mlp demux)
   std::vector<int64_t> ids, labels;        // (count, L) row-major; labels -100 on padding
+  std::vector<int64_t> shapes;             // (count, L) the word-dropout replacements, or empty
   std::vector<int64_t> sentence, offset;   // per instance: its sentence and its first token there
   std::vector<std::vector<int64_t>> gold;  // per sentence: the gold tag ids (ner_tags())
   int64_t count() const { return int64_t(sentence.size()); }
 };
 // words[s] and tags[s]: sentence s as token ids (in [0, vocab)) and tag ids; pad_id fills the padding.
-// Tokens go at positions start .. L-1 (start = 1 leaves position 0 to the mlp demux's CLS).
+// Tokens go at positions start .. L-1 (start = 1 leaves position 0 to the mlp demux's CLS). shapes
+// (optional, laid out like words) are the word-dropout replacements.
 NerInstances make_ner_instances(const std::vector<std::vector<int64_t>>& words,
                                 const std::vector<std::vector<int64_t>>& tags, int64_t len, int64_t pad_id,
-                                int64_t start = 0);
+                                int64_t start = 0, const std::vector<std::vector<int64_t>>& shapes = {});
 
 struct NerEval {
   EntityScores total;
@@ -64,6 +70,7 @@ struct NerTrainOptions {
   int64_t warmup_steps = 0;     // retrieval-only steps first (needs a retrieval head)
   int64_t lr_warmup = 100;      // linear learning-rate warm-up of each phase, then linear decay
   double lr = 1e-3, weight_decay = 0.01, clip = 1.0;
+  double word_dropout = 0;      // each training word becomes its shape class with this probability
   int64_t eval_every = 500;     // dev evaluation interval (and at the last step); best dev F1 is kept
   uint64_t seed = 0;
   double max_seconds = 0;       // > 0: stop the task phase once this much time has passed
