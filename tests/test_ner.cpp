@@ -1,9 +1,11 @@
 // test_ner.cpp — CoNLL-2003 reading on small generated files (incl. malformed input and the messages),
 // conlleval-style entity F1 on hand-worked examples, the NER instance layout, and a short T-MUX run
 // (N = 2) on generated token-tagging data through the same train_ner the ner binary uses.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 
+#include "nn/checkpoint.h"
 #include "tasks/common/cli.h"
 #include "tasks/common/conll_data.h"
 #include "tasks/common/ner_metrics.h"
@@ -282,4 +284,35 @@ TEST_CASE("T-MUX token classification learns generated tags at N = 2 through tra
   CHECK(after.total.f1() == r.best_dev_f1);  // the best parameters are the ones left in the model
   CHECK(before.total.f1() < 0.2);
   CHECK(after.total.f1() > 0.8);
+}
+
+TEST_CASE("--init copies the tensors whose name and shape match, and lists the others", "[ner]") {
+  mux::TMuxConfig c;
+  c.vocab = 11;
+  c.max_len = 4;
+  c.n = 2;
+  c.d_model = 8;
+  c.heads = 2;
+  c.dim_feedforward = 16;
+  c.layers = 1;
+  c.task = "retrieval";  // a warm-up checkpoint: no task head
+  Generator g1(1), g2(2);
+  mux::TMux warm(c, &g1);
+  const std::string path = "/tmp/muxnet_test_ner_init.safetensors";
+  nn::save_checkpoint(path, warm);
+  c.task = "token";
+  c.num_classes = 9;
+  c.task_coeff = 0.9;
+  c.retrieval_coeff = 0.1;
+  mux::TMux tok(c, &g2);
+  std::vector<std::string> skipped = load_matching_tensors(path, tok);
+  for (const auto& s : skipped) CHECK(s.rfind("demux.", 0) == 0);  // only the new task head is left
+  CHECK(!skipped.empty());
+  CHECK(skipped[0].find("(not in the checkpoint)") != std::string::npos);
+  CHECK(allclose(tok.word->weight, warm.word->weight, 0, 0));
+  c.n = 1;  // one index token fewer: the embedding and position tables differ in shape
+  c.multiplex = false;
+  mux::TMux one(c, &g2);
+  skipped = load_matching_tensors(path, one);
+  CHECK(std::count(skipped.begin(), skipped.end(), "word.weight (checkpoint f32 (15, 8), model f32 (14, 8))") == 1);
 }
