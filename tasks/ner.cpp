@@ -97,7 +97,9 @@ int main(int argc, char** argv) {
   app.add_option("--warmup-steps", f.warmup_steps,
                  "N > 1: retrieval-only steps on the training sentences before the task (the paper's warm-up)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--init", f.init, "copy the matching tensors (name and shape) of this checkpoint, use its vocabulary");
+  app.add_option("--init", f.init,
+                 "copy the tensors of this checkpoint whose name and shape match (the embedding only at the same N), "
+                 "and use its vocabulary");
   app.add_option("--eval-every", f.eval_every, "dev evaluation interval (steps); the best dev F1 is kept")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-minutes", f.max_minutes, "if > 0: end each N's task phase after this long")
@@ -110,7 +112,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--threads", f.threads, "threads (default: all cores)");
   app.add_option("--save", f.save, "write the best checkpoint (a sweep adds _n<N> before the extension)");
-  app.add_option("--load", f.load, "start from a ner checkpoint (its architecture and vocabulary win; --steps 0: evaluate)");
+  app.add_option("--load", f.load,
+                 "start from a ner checkpoint (its architecture and vocabulary win; --steps 0: evaluate)");
   app.add_option("--runs", f.runs, "directory for metrics (runs/ner.jsonl); empty: none")->capture_default_str();
 
   return tasks::run_task(app, argc, argv, [&] {
@@ -182,7 +185,9 @@ int main(int argc, char** argv) {
         std::vector<std::string> skipped = tasks::load_matching_tensors(f.init, model);
         std::printf("init from %s: %zu of %zu tensors copied", f.init.c_str(), model.state().size() - skipped.size(),
                     model.state().size());
-        for (size_t i = 0; i < skipped.size(); ++i) std::printf("%s%s", i ? "; " : "; kept initial: ", skipped[i].c_str());
+        for (size_t i = 0; i < skipped.size(); ++i) {
+          std::printf("%s%s", i ? "; " : "; kept initial: ", skipped[i].c_str());
+        }
         std::printf("\n");
       }
       model.pack_parameters();
