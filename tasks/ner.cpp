@@ -245,7 +245,11 @@ int main(int argc, char** argv) {
                   r.train_seconds, 100 * r.best_dev_f1, 100 * t.total.precision(), 100 * t.total.recall(),
                   100 * t.total.f1());
       std::string per_type = "     test F1 per type:";
-      for (const auto& [type, s] : t.per_type) per_type += " " + type + " " + std::to_string(100 * s.f1()).substr(0, 5);
+      for (const auto& [type, s] : t.per_type) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, " %s %.2f", type.c_str(), 100 * s.f1());
+        per_type += buf;
+      }
       std::printf("%s\n", per_type.c_str());
       std::fflush(stdout);
       nlohmann::json cfg_json;
