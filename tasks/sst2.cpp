@@ -127,7 +127,8 @@ int main(int argc, char** argv) {
     const tasks::LabeledSentences dev_text = tasks::read_sst2(dir + "/sst2/dev.tsv");
     const tasks::Vocabulary own_words = tasks::Vocabulary::build(train_text.tokens, f.min_count, f.max_vocab);
     std::printf("sst2: %zu train / %zu dev sentences\n", train_text.tokens.size(), dev_text.tokens.size());
-    std::printf("%-4s %7s %9s %9s %14s  %s\n", "N", "steps", "train s", "dev acc", "best dev (step)", "init");
+    std::printf("%-4s %7s %9s %9s %16s  %s\n", "N", "steps", "train s", "dev acc", "best dev (step)", "init");
+    std::fflush(stdout);
 
     for (int64_t n : ns) {
       // ---- model setup: loaded, warm-started (N > 1 with --init) or fresh
@@ -162,12 +163,14 @@ int main(int argc, char** argv) {
         for (const auto& name : s.partial.fresh) fresh += (fresh.empty() ? "" : ", ") + name;
         std::printf("init N=%lld: %zu tensors from %s; fresh: %s\n", (long long)n, s.partial.loaded.size(),
                     s.init_path.c_str(), fresh.c_str());
+        std::fflush(stdout);
       } else {
         s.words = own_words;
         s.config = tasks::seqcls_config(f.model, s.words.size(), f.len, n, tasks::Vocabulary::kPad);
         model = std::make_unique<mux::TMux>(s.config, &init_gen);
       }
       if (!f.init.empty() && n == 1) std::printf("N=1 is the un-multiplexed baseline: trained from scratch\n");
+      std::fflush(stdout);
 
       // ---- data, with this model's vocabulary and length
       tasks::SeqClsData train, dev;
@@ -198,7 +201,7 @@ int main(int argc, char** argv) {
       const std::string init_label = s.init_path.empty() ? (f.load.empty() ? "scratch" : f.load) : s.init_path;
       char best[40];
       std::snprintf(best, sizeof best, "%.2f%% (%lld)", 100.0 * r.best_dev_acc, (long long)r.best_step);
-      std::printf("%-4lld %7lld %9.1f %8.2f%% %14s  %s\n", (long long)n, (long long)r.steps, r.train_s,
+      std::printf("%-4lld %7lld %9.1f %8.2f%% %16s  %s\n", (long long)n, (long long)r.steps, r.train_s,
                   100.0 * r.dev_acc, best, init_label.c_str());
       std::fflush(stdout);
       nlohmann::json cfg_json;
