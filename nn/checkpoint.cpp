@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -546,6 +547,36 @@ Metadata load_training_checkpoint(const std::string& path, Module& module, Optim
   read_module(f.fd, plan, who, path);
   for (size_t i = 0; i < generators.size(); ++i) generators[i].second->set_state(gen_states[i].first, gen_states[i].second);
   return plan.metadata;
+}
+
+PartialLoad load_matching(const std::string& path, Module& module) {
+  SafetensorsContents file = read_safetensors(path);
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : file.tensors) by_name[name] = &t;
+  PartialLoad out;
+  NoGradGuard no_grad;
+  for (auto& [name, dst] : module.state()) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      out.fresh.push_back(name);
+      continue;
+    }
+    const Tensor& src = *it->second;
+    by_name.erase(it);
+    if (src.dtype() != dst.dtype() || src.shape() != dst.shape()) {
+      std::ostringstream m;
+      m << name << ": file " << src.dtype() << " " << src.shape() << ", module " << dst.dtype() << " " << dst.shape();
+      out.mismatched.push_back(m.str());
+      continue;
+    }
+    Tensor target = dst;  // a handle: copy_ writes into the module's storage
+    target.copy_(src.to(dst.device()));
+    out.loaded.push_back(name);
+  }
+  for (const auto& [name, t] : by_name) out.unused.push_back(name);
+  out.metadata = std::move(file.metadata);
+  out.metadata.erase(kExtraKey);
+  return out;
 }
 
 }  // namespace muxnet::nn

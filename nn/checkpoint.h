@@ -78,4 +78,18 @@ void get_generator_state(const Metadata& metadata, const std::string& name, Gene
 std::string format_double(double v);
 double parse_double(const std::string& s, const std::string& what);
 
+// ---- partial loading: warm-starting a model from a checkpoint of a related one ----
+// Copies every file tensor whose name, dtype and shape match one of the module's tensors (no-grad, into
+// the existing tensors, so handles and packed arenas stay valid); the rest of the module keeps its
+// values (e.g. a fresh task head). Returns what happened to each name; throws only on an unreadable or
+// corrupt file.
+struct PartialLoad {
+  std::vector<std::string> loaded;      // module tensors set from the file
+  std::vector<std::string> fresh;       // module tensors the file has no match for (kept as they were)
+  std::vector<std::string> mismatched;  // in both, but with another dtype or shape ("name: file ..., module ...")
+  std::vector<std::string> unused;      // file tensors the module has no name for
+  Metadata metadata;
+};
+PartialLoad load_matching(const std::string& path, Module& module);
+
 }  // namespace muxnet::nn

@@ -20,7 +20,7 @@ std::string write_temp(const std::string& name, const std::string& content) {
 
 }  // namespace
 
-TEST_CASE("SST-2 rows are read with their labels", "[tasks][sst2]") {
+TEST_CASE("SST-2 rows are read with their labels", "[tasks][sst2][text]") {
   std::string p = write_temp("sst2_ok.tsv", "sentence\tlabel\nhide new secretions from the parental units \t0\n"
                                             "a gorgeous , witty film\t1\n");
   LabeledSentences s = read_sst2(p);
@@ -29,7 +29,7 @@ TEST_CASE("SST-2 rows are read with their labels", "[tasks][sst2]") {
   CHECK(s.labels == std::vector<int64_t>{0, 1});
 }
 
-TEST_CASE("malformed or truncated SST-2 files are rejected with file and line", "[tasks][sst2]") {
+TEST_CASE("malformed or truncated SST-2 files are rejected with file and line", "[tasks][sst2][text]") {
   auto err = [](const std::string& name, const std::string& content) {
     std::string p = write_temp(name, content);
     try {
@@ -41,7 +41,13 @@ TEST_CASE("malformed or truncated SST-2 files are rejected with file and line", 
     return std::string("no error");
   };
   CHECK(err("a.tsv", "sentence\tlabel\nfine\t1\ncut off wi") ==
-        "a.tsv: the file does not end with a newline (truncated?)");
+        "a.tsv:3: truncated: the last line has no newline (expected '<sentence><TAB><0|1>' and LF)");
+  CHECK(err("a2.tsv", "sentence\tlab") ==
+        "a2.tsv:1: truncated: the last line has no newline (expected 'sentence<TAB>label' and LF)");
+  CHECK(err("a3.tsv", "sentence\tlabel\nfine\t1\nfine\t") == "a3.tsv:3: truncated: the last line has no newline "
+                                                                "(expected '<sentence><TAB><0|1>' and LF)");
+  CHECK(err("a4.tsv", "sentence\tlabel\nfine\t1\n\nmore\t0\n") == "a4.tsv:3: expected '<sentence><TAB><label>' (two fields)");
+  CHECK(err("a5.tsv", "sentence\tlabel\nx\t1\ty\n") == "a5.tsv:2: expected '<sentence><TAB><label>' (two fields)");
   CHECK(err("b.tsv", "index\tsentence\n0\tx\n") == "b.tsv:1: expected the header 'sentence<TAB>label', got 'index\tsentence'");
   CHECK(err("c.tsv", "sentence\tlabel\nno tab here\n") == "c.tsv:2: expected '<sentence><TAB><label>' (two fields)");
   CHECK(err("d.tsv", "sentence\tlabel\ngood\t1\nbad\t2\n") == "d.tsv:3: label must be 0 or 1, got '2'");
@@ -52,7 +58,7 @@ TEST_CASE("malformed or truncated SST-2 files are rejected with file and line", 
   REQUIRE_THROWS_WITH(read_sst2("/nonexistent/train.tsv"), "cannot open SST-2 file /nonexistent/train.tsv");
 }
 
-TEST_CASE("the vocabulary orders words by count and round-trips", "[tasks][vocab]") {
+TEST_CASE("the vocabulary orders words by count and round-trips", "[tasks][vocab][text]") {
   std::vector<std::vector<std::string>> s = {{"b", "a", "b"}, {"c", "b", "a"}, {"d"}};
   Vocabulary v = Vocabulary::build(s);
   CHECK(v.size() == 6);
@@ -65,6 +71,8 @@ TEST_CASE("the vocabulary orders words by count and round-trips", "[tasks][vocab
   CHECK(v.encode({"a", "b", "c"}, 2) == std::vector<int64_t>{3, 2});
   Vocabulary min2 = Vocabulary::build(s, 2);
   CHECK(min2.size() == 4);
+  CHECK(min2.id("c") == Vocabulary::kUnk);  // seen once: below min_count, so <unk>
+  CHECK(min2.id("a") == 3);
   Vocabulary capped = Vocabulary::build(s, 1, 3);
   CHECK(capped.size() == 3);
   Vocabulary back = Vocabulary::from_json(v.to_json());
@@ -72,6 +80,9 @@ TEST_CASE("the vocabulary orders words by count and round-trips", "[tasks][vocab
   CHECK(back.id("c") == v.id("c"));
   REQUIRE_THROWS_WITH(Vocabulary::from_json("{"), Catch::StartsWith("vocabulary: not valid JSON"));
   REQUIRE_THROWS_WITH(Vocabulary::from_json("[\"a\", \"b\"]"), "vocabulary: ids 0 and 1 must be <pad> and <unk>");
+  REQUIRE_THROWS_WITH(Vocabulary::from_json("[\"<pad>\", \"<unk>\", \"x\", \"x\"]"),
+                      "vocabulary: the word 'x' appears twice (ids 2 and 3)");
+  REQUIRE_THROWS_WITH(Vocabulary::from_json("[\"<pad>\", \"<unk>\", 3]"), "vocabulary: every entry must be a string");
 }
 
 TEST_CASE("task helpers: list flags and the data directory", "[tasks]") {
@@ -83,7 +94,7 @@ TEST_CASE("task helpers: list flags and the data directory", "[tasks]") {
                       "MUXNET_DATA (see ../shared/data/README.md)");
 }
 
-TEST_CASE("the real SST-2 files parse (skipped without the data)", "[tasks][sst2][data]") {
+TEST_CASE("the real SST-2 files parse (skipped without the data)", "[tasks][sst2][text][data]") {
   const char* env = std::getenv("MUXNET_DATA");
   std::string dir = env && *env ? env : "../shared/data";
   std::ifstream probe(dir + "/sst2/train.tsv");

@@ -28,17 +28,19 @@ LabeledSentences read_sst2(const std::string& path) {
   if (!f) throw InputError("cannot open SST-2 file " + path);
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   if (text.empty()) throw InputError(path + ": empty file (expected the header 'sentence<TAB>label')");
-  if (text.back() != '\n') {
-    throw InputError(path + ": the file does not end with a newline (truncated?)");
-  }
   LabeledSentences out;
   size_t pos = 0;
   int64_t line_no = 0;
   while (pos < text.size()) {
     size_t end = text.find('\n', pos);
+    ++line_no;
+    if (end == std::string::npos) {
+      // Every row ends with LF; a last line without one is what an interrupted copy leaves.
+      throw InputError(path + ":" + std::to_string(line_no) + ": truncated: the last line has no newline (expected '" +
+                       (line_no == 1 ? "sentence<TAB>label" : "<sentence><TAB><0|1>") + "' and LF)");
+    }
     std::string line = text.substr(pos, end - pos);
     pos = end + 1;
-    ++line_no;
     if (!line.empty() && line.back() == '\r') {
       throw InputError(path + ":" + std::to_string(line_no) + ": CRLF line ending (expected LF)");
     }
@@ -111,11 +113,14 @@ Vocabulary Vocabulary::from_json(const std::string& text) {
   for (const auto& w : j) {
     if (!w.is_string()) throw InputError("vocabulary: every entry must be a string");
     v.words_.push_back(w.get<std::string>());
+    if (!v.index_.emplace(v.words_.back(), int64_t(v.words_.size()) - 1).second) {
+      throw InputError("vocabulary: the word '" + v.words_.back() + "' appears twice (ids " +
+                       std::to_string(v.index_.at(v.words_.back())) + " and " + std::to_string(v.words_.size() - 1) + ")");
+    }
   }
   if (v.words_[0] != "<pad>" || v.words_[1] != "<unk>") {
     throw InputError("vocabulary: ids 0 and 1 must be <pad> and <unk>");
   }
-  for (size_t i = 0; i < v.words_.size(); ++i) v.index_[v.words_[i]] = int64_t(i);
   return v;
 }
 
