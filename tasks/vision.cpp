@@ -124,9 +124,25 @@ int main(int argc, char** argv) {
       if (n < 1 || n > 64) throw InputError("--n: each N must be in [1, 64], got " + std::to_string(n));
     }
     if (!f.load.empty() && ns.size() > 1) throw InputError("--load works with a single --n");
-    const std::string optim_name = !f.optim.empty() ? f.optim : cnn ? "sgd" : "adamw";
-    const double lr = f.lr > 0 ? f.lr : optim_name == "sgd" ? 0.1 : 1e-3;
-    const int64_t epochs = f.epochs >= 0 ? f.epochs : cnn ? 3 : 10;
+
+    // The model options of each N (the data's image size is filled in once it is read); checked before
+    // the data is loaded so a bad flag fails at once.
+    auto make_config = [&](int64_t n) {
+      tasks::VisionConfig cfg;
+      if (!f.load.empty()) return tasks::VisionConfig::from_metadata(nn::read_safetensors(f.load).metadata);
+      cfg.model = f.model;
+      cfg.n = n;
+      cfg.mux = !f.mux.empty() ? f.mux : cnn ? "nonlinear_expand" : "gaussian_hadamard";
+      cfg.loss = !f.loss.empty() ? f.loss : cnn ? "mse" : "ce";
+      cfg.crop = f.crop >= 0 ? f.crop : cnn ? 4 : 0;
+      cfg.hidden = f.hidden;
+      cfg.c1 = f.c1;
+      cfg.expand = f.expand;
+      cfg.mux_hidden = f.mux_hidden;
+      cfg.validate_choices();
+      return cfg;
+    };
+    for (int64_t n : ns) make_config(n);
 
     // ---- data
     const std::string dir = dataset_dir(f);
@@ -138,24 +154,18 @@ int main(int argc, char** argv) {
     const int64_t steps_per_epoch = f.steps_per_epoch > 0 ? f.steps_per_epoch : data.train.images.count / f.batch;
 
     std::printf("%-4s %-16s %7s %9s %8s  %-s\n", "N", "mux", "steps", "train s", "test %", "per-slot test accuracy %");
-    for (int64_t n : ns) {
-      // ---- model
-      tasks::VisionConfig cfg;
-      if (!f.load.empty()) {
-        cfg = tasks::VisionConfig::from_metadata(nn::read_safetensors(f.load).metadata);
-      } else {
-        cfg.model = f.model;
-        cfg.n = n;
-        cfg.mux = !f.mux.empty() ? f.mux : cnn ? "nonlinear_expand" : "gaussian_hadamard";
-        cfg.loss = !f.loss.empty() ? f.loss : cnn ? "mse" : "ce";
+    for (int64_t n_flag : ns) {
+      // ---- model (a checkpoint's options win over the flags, its model's recipe defaults too)
+      tasks::VisionConfig cfg = make_config(n_flag);
+      if (f.load.empty()) {
         cfg.rows = data.train.images.rows;
         cfg.cols = data.train.images.cols;
-        cfg.crop = f.crop >= 0 ? f.crop : cnn ? 4 : 0;
-        cfg.hidden = f.hidden;
-        cfg.c1 = f.c1;
-        cfg.expand = f.expand;
-        cfg.mux_hidden = f.mux_hidden;
       }
+      const int64_t n = cfg.n;
+      const bool is_cnn = cfg.model == "cnn";
+      const std::string optim_name = !f.optim.empty() ? f.optim : is_cnn ? "sgd" : "adamw";
+      const double lr = f.lr > 0 ? f.lr : optim_name == "sgd" ? 0.1 : 1e-3;
+      const int64_t epochs = f.epochs >= 0 ? f.epochs : is_cnn ? 3 : 10;
       if (cfg.rows != data.train.images.rows || cfg.cols != data.train.images.cols) {
         throw InputError(f.load + ": the checkpoint expects " + std::to_string(cfg.rows) + "x" + std::to_string(cfg.cols) +
                          " images, " + dir + " has " + std::to_string(data.train.images.rows) + "x" +

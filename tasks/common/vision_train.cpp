@@ -61,14 +61,10 @@ VisionConfig VisionConfig::from_metadata(const nn::Metadata& meta) {
   return c;
 }
 
-void VisionConfig::validate() const {
+void VisionConfig::validate_choices() const {
   if (model != "mlp" && model != "cnn") throw InputError("--model: expected mlp or cnn, got '" + model + "'");
   if (loss != "mse" && loss != "ce") throw InputError("--loss: expected mse or ce, got '" + loss + "'");
   if (n < 1) throw InputError("--n: expected N >= 1, got " + std::to_string(n));
-  if (crop < 0 || height() < 1 || width() < 1) {
-    throw InputError("--crop: " + std::to_string(crop) + " does not fit " + std::to_string(rows) + "x" +
-                     std::to_string(cols) + " images");
-  }
   if (model == "mlp") {
     if (mux != "none" && mux != "gaussian_hadamard") {
       throw InputError("--mux: the mlp takes none or gaussian_hadamard, got '" + mux + "'");
@@ -80,14 +76,22 @@ void VisionConfig::validate() const {
       throw InputError("--mux: the cnn takes none, gaussian, learnable, nonlinear, nonlinear_expand or ortho, got '" +
                        mux + "'");
     }
-    const int64_t s = nn::LeNet::kImageSize;
-    if (height() != s || width() != s) {
-      throw InputError("--crop: the cnn needs " + std::to_string(s) + "x" + std::to_string(s) + " inputs; " +
-                       std::to_string(rows) + "x" + std::to_string(cols) + " images cropped by " +
-                       std::to_string(crop) + " give " + std::to_string(height()) + "x" + std::to_string(width()));
-    }
   }
   if (mux == "none" && n != 1) throw InputError("--mux none needs --n 1, got " + std::to_string(n));
+}
+
+void VisionConfig::validate() const {
+  validate_choices();
+  if (crop < 0 || height() < 1 || width() < 1) {
+    throw InputError("--crop: " + std::to_string(crop) + " does not fit " + std::to_string(rows) + "x" +
+                     std::to_string(cols) + " images");
+  }
+  const int64_t s = nn::LeNet::kImageSize;
+  if (model == "cnn" && (height() != s || width() != s)) {
+    throw InputError("--crop: the cnn needs " + std::to_string(s) + "x" + std::to_string(s) + " inputs; " +
+                     std::to_string(rows) + "x" + std::to_string(cols) + " images cropped by " +
+                     std::to_string(crop) + " give " + std::to_string(height()) + "x" + std::to_string(width()));
+  }
 }
 
 VisionNet::VisionNet(const VisionConfig& c, Generator* gen) : config(c) {

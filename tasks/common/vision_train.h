@@ -44,7 +44,8 @@ struct VisionConfig {
   int64_t width() const { return cols - 2 * crop; }
   nn::Metadata to_metadata() const;       // keys "vision.<field>"
   static VisionConfig from_metadata(const nn::Metadata& meta);  // InputError on a missing/bad key
-  void validate() const;                  // InputError: unknown model/mux/loss, a crop that does not fit
+  void validate() const;          // InputError: validate_choices(), or a crop that does not fit the model
+  void validate_choices() const;  // InputError: unknown model/mux/loss, a mux the model or N cannot take
 };
 
 // The model a config describes; exactly one of mlp / cnn is set.
