@@ -47,13 +47,6 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-std::string with_n_suffix(const std::string& path, int64_t n, bool sweep) {
-  if (!sweep) return path;
-  size_t dot = path.rfind('.');
-  std::string suffix = "_n" + std::to_string(n);
-  return dot == std::string::npos ? path + suffix : path.substr(0, dot) + suffix + path.substr(dot);
-}
-
 // The directory holding the four IDX files: --images-dir, else <data dir>/mnist for mnist; for fashion
 // <data dir>/fashion-mnist when it exists, else Debian's dataset-fashion-mnist.
 std::string dataset_dir(const Flags& f) {
@@ -238,7 +231,7 @@ int main(int argc, char** argv) {
         nn::Metadata meta = cfg.to_metadata();
         meta["task"] = "vision";
         meta["dataset"] = f.dataset;
-        std::string path = with_n_suffix(f.save, n, ns.size() > 1);
+        std::string path = tasks::with_n_suffix(f.save, n, ns.size() > 1);
         nn::save_checkpoint(path, net.module(), meta);
         std::printf("saved %s\n", path.c_str());
       }

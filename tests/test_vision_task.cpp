@@ -223,3 +223,9 @@ TEST_CASE("MlpMux and CnnMux at N = 2 learn generated bars well above chance", "
     CHECK(a.per_slot[1] > 0.6);
   }
 }
+
+TEST_CASE("a sweep's checkpoints get _n<N> before the extension", "[tasks][vision]") {
+  CHECK(with_n_suffix("runs/m.safetensors", 4, true) == "runs/m_n4.safetensors");
+  CHECK(with_n_suffix("runs/m", 2, true) == "runs/m_n2");
+  CHECK(with_n_suffix("runs/m.safetensors", 4, false) == "runs/m.safetensors");
+}
