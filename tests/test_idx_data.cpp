@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cstdlib>
 #include <fstream>
 
 #include "tasks/common/cli.h"
@@ -188,4 +189,22 @@ TEST_CASE("an IDX dataset directory loads both splits and checks them against ea
   CHECK(load_image_dataset(dir).test.images.count == 2);
   std::remove((dir + "/t10k-images-idx3-ubyte").c_str());
   CHECK(error_of("t10k-images", [&] { load_image_dataset(dir); }) == "t10k-images-idx3-ubyte.gz: cannot open");
+}
+
+TEST_CASE("the real MNIST test split reads with its published class counts", "[tasks][idx][data]") {
+  const char* env = std::getenv("MUXNET_DATA");
+  std::string dir = env && *env ? std::string(env) + "/mnist" : "";
+  struct stat st;
+  if (dir.empty() || stat((dir + "/t10k-labels-idx1-ubyte.gz").c_str(), &st) != 0) {
+    WARN("skipped: $MUXNET_DATA/mnist/t10k-*.gz not found");
+    return;
+  }
+  IdxImages im = read_idx_images(dir + "/t10k-images-idx3-ubyte.gz");
+  CHECK(im.count == 10000);
+  CHECK(im.rows == 28);
+  CHECK(im.cols == 28);
+  std::vector<int> counts(10, 0);
+  for (uint8_t l : read_idx_labels(dir + "/t10k-labels-idx1-ubyte.gz")) counts[l]++;
+  // shared/data/README.md's verified per-class counts of t10k
+  CHECK(counts == std::vector<int>{980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009});
 }
