@@ -28,4 +28,8 @@ std::string data_dir(const std::string& flag);
 // Parses "2,5,10" into numbers; InputError naming the flag on anything else.
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag);
 
+// The --save path of one N of a sweep: "_n<N>" before the extension (runs/m.safetensors ->
+// runs/m_n4.safetensors); path unchanged when !sweep.
+std::string with_n_suffix(const std::string& path, int64_t n, bool sweep);
+
 }  // namespace muxnet::tasks
