@@ -31,6 +31,7 @@
 #include "tasks/common/metrics.h"
 #include "tasks/common/ner_train.h"
 #include "tasks/common/progress.h"
+#include "tasks/common/tmux_flags.h"
 
 using namespace muxnet;
 using muxnet::tasks::InputError;
@@ -40,10 +41,9 @@ namespace {
 struct Flags {
   std::string n = "2", steps = "3000";
   double epochs = 0;
-  int64_t len = 40, d = 128, heads = 4, ff = 512, layers = 2;
-  double dropout = 0.1;
-  std::string mux = "gaussian_hadamard", demux = "index";
-  double key_norm = 20.0, retrieval_coeff = 0.1;
+  int64_t len = 40;
+  tasks::TMuxArchFlags arch{128, 4, 512, 2, 0.1};  // d, heads, ff, layers, dropout; gaussian_hadamard 20, index
+  double retrieval_coeff = 0.1;
   int64_t batch = 32, lr_warmup = 200, warmup_steps = 0, eval_every = 500;
   double lr = 0, weight_decay = 0.01, clip = 1.0, max_minutes = 0, word_dropout = 0.1;
   int64_t min_count = 4, max_vocab = 50000;
@@ -73,16 +73,7 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", f.data_dir, "data directory holding conll2003/ (default: $MUXNET_DATA, else ./data)");
   app.add_option("--len", f.len, "instance length L (longer sentences are cut into pieces)")
       ->check(CLI::Range(2, 512))->capture_default_str();
-  app.add_option("--d", f.d, "model width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--heads", f.heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--ff", f.ff, "feed-forward width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--layers", f.layers, "encoder layers")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--dropout", f.dropout, "dropout")->check(CLI::Range(0.0, 0.9))->capture_default_str();
-  app.add_option("--mux", f.mux, "gaussian_hadamard | binary_hadamard | random_ortho")
-      ->check(CLI::IsMember({"gaussian_hadamard", "binary_hadamard", "random_ortho"}))
-      ->capture_default_str();
-  app.add_option("--key-norm", f.key_norm, "gaussian_hadamard key norm")->capture_default_str();
-  app.add_option("--demux", f.demux, "index | mlp")->check(CLI::IsMember({"index", "mlp"}))->capture_default_str();
+  tasks::add_tmux_arch_flags(app, f.arch);
   app.add_option("--retrieval-coeff", f.retrieval_coeff, "N > 1: loss = (1 - c)·task + c·retrieval")
       ->check(CLI::Range(0.0, 0.99))->capture_default_str();
   app.add_option("--batch", f.batch, "mixed sequences per step (B·N instances)")->check(CLI::PositiveNumber)
@@ -119,10 +110,7 @@ int main(int argc, char** argv) {
 
   return tasks::run_task(app, argc, argv, [&] {
     if (f.threads > 0) set_num_threads(f.threads);
-    std::vector<int64_t> ns = tasks::parse_int_list(f.n, "--n");
-    for (int64_t n : ns) {
-      if (n < 1 || n > 64) throw InputError("--n: each N must be in [1, 64], got " + std::to_string(n));
-    }
+    std::vector<int64_t> ns = tasks::parse_n_list(f.n);
     std::vector<int64_t> steps = tasks::parse_int_list(f.steps, "--steps");
     if (steps.size() != 1 && steps.size() != ns.size()) {
       throw InputError("--steps: give one value or one per --n (" + std::to_string(ns.size()) + "), got " +
@@ -156,15 +144,8 @@ int main(int argc, char** argv) {
       cfg.vocab = vocab.size();
       cfg.max_len = f.len;
       cfg.n = n;
-      cfg.d_model = f.d;
-      cfg.heads = f.heads;
-      cfg.dim_feedforward = f.ff;
-      cfg.layers = f.layers;
-      cfg.dropout = f.dropout;
+      tasks::apply_tmux_arch(f.arch, cfg);
       cfg.multiplex = n > 1;
-      cfg.mux = mux::parse_mux_kind(f.mux);
-      cfg.key_norm = f.key_norm;
-      cfg.demux = mux::parse_demux_kind(f.demux);
       cfg.task = "token";
       cfg.num_classes = int64_t(tasks::ner_tags().size());
       cfg.task_coeff = n > 1 ? 1.0 - f.retrieval_coeff : 1.0;
@@ -183,12 +164,13 @@ int main(int argc, char** argv) {
       mux::TMux model(cfg, &init_gen);
       if (!f.load.empty()) nn::load_checkpoint(f.load, model);
       if (!f.init.empty()) {
-        std::vector<std::string> skipped = tasks::load_matching_tensors(f.init, model);
-        std::printf("init from %s: %zu of %zu tensors copied", f.init.c_str(), model.state().size() - skipped.size(),
+        nn::PartialLoad init = nn::load_matching(f.init, model);
+        std::printf("init from %s: %zu of %zu tensors copied", f.init.c_str(), init.loaded.size(),
                     model.state().size());
-        for (size_t i = 0; i < skipped.size(); ++i) {
-          std::printf("%s%s", i ? "; " : "; kept initial: ", skipped[i].c_str());
+        for (size_t i = 0; i < init.fresh.size(); ++i) {
+          std::printf("%s%s", i ? ", " : "; kept initial: ", init.fresh[i].c_str());
         }
+        for (const auto& m : init.mismatched) std::printf("; kept initial (shape differs): %s", m.c_str());
         std::printf("\n");
       }
       model.pack_parameters();
@@ -265,12 +247,7 @@ int main(int argc, char** argv) {
         nn::Metadata meta = cfg.to_metadata();
         meta["task"] = "ner";
         meta["vocab.json"] = vocab.to_json();
-        std::string path = f.save;
-        if (ns.size() > 1) {  // a sweep: one file per N
-          size_t dot = path.rfind('.');
-          std::string suffix = "_n" + std::to_string(cfg.n);
-          path = dot == std::string::npos ? path + suffix : path.substr(0, dot) + suffix + path.substr(dot);
-        }
+        const std::string path = tasks::with_n_suffix(f.save, cfg.n, ns.size() > 1);  // a sweep: one file per N
         nn::save_checkpoint(path, model, meta);
         std::printf("saved %s\n", path.c_str());
       }

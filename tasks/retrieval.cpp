@@ -24,6 +24,7 @@
 #include "tasks/common/metrics.h"
 #include "tasks/common/progress.h"
 #include "tasks/common/text_data.h"
+#include "tasks/common/tmux_flags.h"
 #include "tensor/ops.h"
 
 using namespace muxnet;
@@ -33,10 +34,8 @@ namespace {
 
 struct Flags {
   std::string n = "5";
-  int64_t vocab = 100, len = 16, d = 128, heads = 4, ff = 512, layers = 2;
-  double dropout = 0.0;
-  std::string mux = "gaussian_hadamard", demux = "index";
-  double key_norm = 20.0;
+  int64_t vocab = 100, len = 16;
+  tasks::TMuxArchFlags arch;  // d 128, 4 heads, ff 512, 2 layers, dropout 0, gaussian_hadamard norm 20, index
   bool learned_keys = false;
   int64_t batch = 32, steps = 3000, warmup = 100, eval_every = 100, eval_size = 512, throughput_batch = 32;
   double lr = 3e-3, weight_decay = 0.01, clip = 1.0, target = 0.995;
@@ -121,13 +120,6 @@ double throughput(mux::TMux& model, const Source& src, int64_t mixed_rows) {
   return double(mixed_rows * model.config.n) / t[2];
 }
 
-std::string with_n_suffix(const std::string& path, int64_t n, bool sweep) {
-  if (!sweep) return path;
-  size_t dot = path.rfind('.');
-  std::string suffix = "_n" + std::to_string(n);
-  return dot == std::string::npos ? path + suffix : path.substr(0, dot) + suffix + path.substr(dot);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -139,17 +131,8 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", f.data_dir, "data directory (default: $MUXNET_DATA, else ./data)");
   app.add_option("--vocab", f.vocab, "synthetic vocabulary size")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--len", f.len, "instance length L (tokens)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--d", f.d, "model width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--heads", f.heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--ff", f.ff, "feed-forward width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--layers", f.layers, "encoder layers")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--dropout", f.dropout, "dropout")->check(CLI::Range(0.0, 0.9))->capture_default_str();
-  app.add_option("--mux", f.mux, "gaussian_hadamard | binary_hadamard | random_ortho")
-      ->check(CLI::IsMember({"gaussian_hadamard", "binary_hadamard", "random_ortho"}))
-      ->capture_default_str();
-  app.add_option("--key-norm", f.key_norm, "gaussian_hadamard key norm")->capture_default_str();
+  tasks::add_tmux_arch_flags(app, f.arch);
   app.add_flag("--learned-keys", f.learned_keys, "train the multiplexing keys");
-  app.add_option("--demux", f.demux, "index | mlp")->check(CLI::IsMember({"index", "mlp"}))->capture_default_str();
   app.add_option("--batch", f.batch, "mixed sequences per step (B·N instances)")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--steps", f.steps, "maximum training steps")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--lr", f.lr, "AdamW peak learning rate")->capture_default_str();
@@ -170,10 +153,7 @@ int main(int argc, char** argv) {
 
   return tasks::run_task(app, argc, argv, [&] {
     if (f.threads > 0) set_num_threads(f.threads);
-    std::vector<int64_t> ns = tasks::parse_int_list(f.n, "--n");
-    for (int64_t n : ns) {
-      if (n < 1 || n > 64) throw InputError("--n: each N must be in [1, 64], got " + std::to_string(n));
-    }
+    std::vector<int64_t> ns = tasks::parse_n_list(f.n);
     if (!f.load.empty() && ns.size() > 1) throw InputError("--load works with a single --n");
 
     // ---- data
@@ -204,15 +184,8 @@ int main(int argc, char** argv) {
       cfg.vocab = src.vocab;
       cfg.max_len = f.len;
       cfg.n = n;
-      cfg.d_model = f.d;
-      cfg.heads = f.heads;
-      cfg.dim_feedforward = f.ff;
-      cfg.layers = f.layers;
-      cfg.dropout = f.dropout;
-      cfg.mux = mux::parse_mux_kind(f.mux);
+      tasks::apply_tmux_arch(f.arch, cfg);
       cfg.learned_keys = f.learned_keys;
-      cfg.key_norm = f.key_norm;
-      cfg.demux = mux::parse_demux_kind(f.demux);
       cfg.pad_id = src.synthetic ? -1 : tasks::Vocabulary::kPad;
       nn::Metadata loaded_meta;
       if (!f.load.empty()) {
@@ -292,7 +265,7 @@ int main(int argc, char** argv) {
         meta["task"] = "retrieval";
         meta["data"] = f.data;
         if (!src.synthetic) meta["vocab.json"] = src.words.to_json();
-        std::string path = with_n_suffix(f.save, n, ns.size() > 1);
+        std::string path = tasks::with_n_suffix(f.save, n, ns.size() > 1);
         nn::save_checkpoint(path, model, meta);
         std::printf("saved %s\n", path.c_str());
       }

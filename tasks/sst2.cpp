@@ -81,15 +81,7 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", f.data_dir, "data directory holding sst2/{train,dev}.tsv (default: $MUXNET_DATA, else ./data)");
   app.add_option("--len", f.len, "max tokens per sentence (longer ones are cut; ignored with --init/--load)")
       ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--d", f.model.d, "model width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--heads", f.model.heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--ff", f.model.ff, "feed-forward width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--layers", f.model.layers, "encoder layers")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--dropout", f.model.dropout, "dropout")->check(CLI::Range(0.0, 0.9))->capture_default_str();
-  app.add_option("--mux", f.model.mux, "gaussian_hadamard | binary_hadamard | random_ortho")
-      ->check(CLI::IsMember({"gaussian_hadamard", "binary_hadamard", "random_ortho"}))->capture_default_str();
-  app.add_option("--key-norm", f.model.key_norm, "gaussian_hadamard key norm (from scratch)")->capture_default_str();
-  app.add_option("--demux", f.model.demux, "index | mlp")->check(CLI::IsMember({"index", "mlp"}))->capture_default_str();
+  tasks::add_tmux_arch_flags(app, f.model.arch);  // --key-norm: from scratch only; --init keeps the checkpoint's
   app.add_option("--retrieval-coeff", f.model.retrieval_coeff, "N > 1: loss = (1 - r)·task + r·retrieval")
       ->check(CLI::Range(0.0, 0.99))->capture_default_str();
   app.add_option("--min-count", f.min_count, "minimum word count for the vocabulary")->check(CLI::PositiveNumber)
@@ -117,15 +109,12 @@ int main(int argc, char** argv) {
 
   return tasks::run_task(app, argc, argv, [&] {
     if (f.threads > 0) set_num_threads(f.threads);
-    std::vector<int64_t> ns = tasks::parse_int_list(f.n, "--n");
-    for (int64_t n : ns) {
-      if (n < 1 || n > 64) throw InputError("--n: each N must be in [1, 64], got " + std::to_string(n));
-    }
+    std::vector<int64_t> ns = tasks::parse_n_list(f.n);
     if (!f.load.empty() && ns.size() > 1) throw InputError("--load works with a single --n");
     if (!f.load.empty() && !f.init.empty()) throw InputError("--load and --init exclude each other");
     if (!f.load.empty() && !file_exists(f.load)) throw InputError("--load: cannot open " + f.load);
-    if (!f.init.empty() && !file_exists(f.init) && !file_exists(tasks::per_n_path(f.init, ns[0]))) {
-      throw InputError("--init: cannot open " + f.init + " (nor " + tasks::per_n_path(f.init, ns[0]) + ")");
+    if (!f.init.empty() && !file_exists(f.init) && !file_exists(tasks::with_n_suffix(f.init, ns[0], true))) {
+      throw InputError("--init: cannot open " + f.init + " (nor " + tasks::with_n_suffix(f.init, ns[0], true) + ")");
     }
 
     const std::string dir = tasks::data_dir(f.data_dir);
@@ -152,7 +141,7 @@ int main(int argc, char** argv) {
         model = std::make_unique<mux::TMux>(s.config, &init_gen);
         nn::load_checkpoint(f.load, *model);
       } else if (!f.init.empty() && n > 1) {
-        s.init_path = file_exists(tasks::per_n_path(f.init, n)) ? tasks::per_n_path(f.init, n) : f.init;
+        s.init_path = file_exists(tasks::with_n_suffix(f.init, n, true)) ? tasks::with_n_suffix(f.init, n, true) : f.init;
         nn::Metadata meta = nn::read_safetensors(s.init_path).metadata;
         s.config = checkpoint_config(s.init_path, meta,
                                      [&](const nn::Metadata& m) { return tasks::seqcls_config_from_warmup(m, f.model); });
@@ -223,7 +212,7 @@ int main(int argc, char** argv) {
         nn::Metadata meta = s.config.to_metadata();
         meta["task"] = "sst2";
         meta["vocab.json"] = s.words.to_json();
-        const std::string path = ns.size() > 1 ? tasks::per_n_path(f.save, n) : f.save;
+        const std::string path = tasks::with_n_suffix(f.save, n, ns.size() > 1);
         nn::save_checkpoint(path, *model, meta);
         std::printf("saved %s\n", path.c_str());
       }

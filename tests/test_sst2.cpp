@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "nn/checkpoint.h"
+#include "tasks/common/cli.h"
 #include "tasks/common/seqcls.h"
 #include "tasks/common/text_data.h"
 #include "tensor/ops.h"
@@ -36,11 +37,11 @@ SeqClsData marker_sentences(int64_t count, int64_t vocab, int64_t len, uint64_t 
 
 SeqClsModelOptions tiny_model() {
   SeqClsModelOptions o;
-  o.d = 32;
-  o.heads = 2;
-  o.ff = 64;
-  o.layers = 1;
-  o.dropout = 0.0;
+  o.arch.d = 32;
+  o.arch.heads = 2;
+  o.arch.ff = 64;
+  o.arch.layers = 1;
+  o.arch.dropout = 0.0;
   return o;
 }
 
@@ -196,7 +197,8 @@ TEST_CASE("--init: a retrieval checkpoint warm-starts every matching tensor, the
 }
 
 TEST_CASE("per-N checkpoint names", "[sst2]") {
-  CHECK(per_n_path("runs/warm.safetensors", 5) == "runs/warm_n5.safetensors");
-  CHECK(per_n_path("warm", 10) == "warm_n10");
-  CHECK(per_n_path("a.b/warm", 2) == "a.b/warm_n2");
+  CHECK(with_n_suffix("runs/warm.safetensors", 5, true) == "runs/warm_n5.safetensors");
+  CHECK(with_n_suffix("warm", 10, true) == "warm_n10");
+  CHECK(with_n_suffix("warm.safetensors", 10, false) == "warm.safetensors");
+  CHECK(with_n_suffix("a.b/warm", 2, true) == "a.b/warm_n2");
 }

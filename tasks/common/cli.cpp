@@ -69,9 +69,11 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
 
 std::string with_n_suffix(const std::string& path, int64_t n, bool sweep) {
   if (!sweep) return path;
-  size_t dot = path.rfind('.');
-  std::string suffix = "_n" + std::to_string(n);
-  return dot == std::string::npos ? path + suffix : path.substr(0, dot) + suffix + path.substr(dot);
+  const size_t slash = path.rfind('/');
+  const size_t dot = path.rfind('.');
+  const std::string suffix = "_n" + std::to_string(n);
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return path + suffix;  // no extension
+  return path.substr(0, dot) + suffix + path.substr(dot);
 }
 
 }  // namespace muxnet::tasks

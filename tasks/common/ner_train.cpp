@@ -5,7 +5,6 @@
 #include <cctype>
 #include <chrono>
 #include <map>
-#include <sstream>
 
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
@@ -311,28 +310,6 @@ NerTrainResult train_ner(mux::TMux& model, const NerInstances& train, const NerI
   model.eval();
   res.train_seconds = now_s() - t0;
   return res;
-}
-
-std::vector<std::string> load_matching_tensors(const std::string& path, nn::Module& module) {
-  nn::SafetensorsContents file = nn::read_safetensors(path);
-  std::map<std::string, const Tensor*> by_name;
-  for (const auto& [name, t] : file.tensors) by_name[name] = &t;
-  std::vector<std::string> skipped;
-  NoGradGuard no_grad;
-  for (auto& [name, t] : module.state()) {
-    auto it = by_name.find(name);
-    if (it == by_name.end()) {
-      skipped.push_back(name + " (not in the checkpoint)");
-    } else if (it->second->dtype() != t.dtype() || it->second->shape() != t.shape()) {
-      std::ostringstream why;
-      why << name << " (checkpoint " << it->second->dtype() << " " << it->second->shape() << ", model " << t.dtype()
-          << " " << t.shape() << ")";
-      skipped.push_back(why.str());
-    } else {
-      t.copy_(*it->second);
-    }
-  }
-  return skipped;
 }
 
 }  // namespace muxnet::tasks

@@ -91,8 +91,4 @@ struct NerTrainResult {
 NerTrainResult train_ner(mux::TMux& model, const NerInstances& train, const NerInstances& dev,
                          const NerTrainOptions& options);
 
-// Copies every tensor of the checkpoint whose name, dtype and shape match one of the module's; returns
-// the module tensors left untouched ("name (why)"). For --init from a retrieval warm-up checkpoint.
-std::vector<std::string> load_matching_tensors(const std::string& path, nn::Module& module);
-
 }  // namespace muxnet::tasks

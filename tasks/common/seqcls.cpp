@@ -33,7 +33,7 @@ std::pair<Tensor, Tensor> gather(const SeqClsData& data, const std::vector<int64
 void apply_task(mux::TMuxConfig& c, const SeqClsModelOptions& opt) {
   c.task = "sequence";
   c.num_classes = opt.num_classes;
-  c.dropout = opt.dropout;
+  c.dropout = opt.arch.dropout;
   c.task_coeff = c.multiplex ? 1.0 - opt.retrieval_coeff : 1.0;
   c.retrieval_coeff = c.multiplex ? opt.retrieval_coeff : 0.0;
 }
@@ -45,14 +45,8 @@ mux::TMuxConfig seqcls_config(const SeqClsModelOptions& opt, int64_t vocab, int6
   c.vocab = vocab;
   c.max_len = len;
   c.n = n;
-  c.d_model = opt.d;
-  c.heads = opt.heads;
-  c.dim_feedforward = opt.ff;
-  c.layers = opt.layers;
+  apply_tmux_arch(opt.arch, c);
   c.multiplex = n > 1;  // N = 1: the plain classifier, no multiplexer
-  c.mux = mux::parse_mux_kind(opt.mux);
-  c.key_norm = opt.key_norm;
-  c.demux = mux::parse_demux_kind(opt.demux);
   c.pad_id = pad_id;
   apply_task(c, opt);
   c.validate();
@@ -161,14 +155,6 @@ SeqClsResult train_seqcls(mux::TMux& model, const SeqClsData& train, const SeqCl
     res.dev_acc = res.best_dev_acc = seqcls_accuracy(model, dev);
   }
   return res;
-}
-
-std::string per_n_path(const std::string& path, int64_t n) {
-  const size_t slash = path.rfind('/');
-  const size_t dot = path.rfind('.');
-  const std::string suffix = "_n" + std::to_string(n);
-  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return path + suffix;
-  return path.substr(0, dot) + suffix + path.substr(dot);
 }
 
 }  // namespace muxnet::tasks

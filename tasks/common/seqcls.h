@@ -14,6 +14,7 @@
 
 #include "mux/tmux.h"
 #include "nn/checkpoint.h"
+#include "tasks/common/tmux_flags.h"
 
 namespace muxnet::tasks {
 
@@ -25,10 +26,7 @@ struct SeqClsData {
 };
 
 struct SeqClsModelOptions {
-  int64_t d = 128, heads = 4, ff = 512, layers = 2;
-  double dropout = 0.1;
-  std::string mux = "gaussian_hadamard", demux = "index";
-  double key_norm = 20.0;
+  TMuxArchFlags arch{128, 4, 512, 2, 0.1};  // d, heads, ff, layers, dropout; gaussian_hadamard 20, index
   double retrieval_coeff = 0.1;  // N > 1 only; the task weight is 1 - retrieval_coeff
   int64_t num_classes = 2;
 };
@@ -64,8 +62,5 @@ double seqcls_accuracy(const mux::TMux& model, const SeqClsData& data, int64_t m
 // per step; dev accuracy every eval_every steps and at the end. Leaves the model in eval mode.
 SeqClsResult train_seqcls(mux::TMux& model, const SeqClsData& train, const SeqClsData& dev,
                           const SeqClsTrainOptions& opt);
-
-// "runs/warm.safetensors", 5 -> "runs/warm_n5.safetensors": the per-N files a sweep writes.
-std::string per_n_path(const std::string& path, int64_t n);
 
 }  // namespace muxnet::tasks
