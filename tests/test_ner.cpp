@@ -14,14 +14,9 @@
 
 using namespace muxnet;
 using namespace muxnet::tasks;
+using muxnet::test::write_temp;
 
 namespace {
-
-std::string write_temp(const std::string& name, const std::string& content) {
-  std::string path = "/tmp/muxnet_test_" + name;
-  std::ofstream(path, std::ios::binary) << content;
-  return path;
-}
 
 // The reader's error for a file with this content, without the temp directory.
 std::string conll_error(const std::string& name, const std::string& content) {

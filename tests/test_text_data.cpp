@@ -9,16 +9,7 @@
 
 using namespace muxnet;
 using namespace muxnet::tasks;
-
-namespace {
-
-std::string write_temp(const std::string& name, const std::string& content) {
-  std::string path = "/tmp/muxnet_test_" + name;
-  std::ofstream(path, std::ios::binary) << content;
-  return path;
-}
-
-}  // namespace
+using muxnet::test::write_temp;
 
 TEST_CASE("SST-2 rows are read with their labels", "[tasks][sst2][text]") {
   std::string p = write_temp("sst2_ok.tsv", "sentence\tlabel\nhide new secretions from the parental units \t0\n"

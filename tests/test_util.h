@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <fstream>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -25,6 +26,14 @@ constexpr double kF64Atol = 1e-12;
 // more for transcendental functions and for reductions over many terms.
 constexpr double kF32Rtol = 1e-5;
 constexpr double kF32Atol = 1e-6;
+
+// Writes content to /tmp/muxnet_test_<name> (bytes as given) and returns the path: small data files for
+// the reader tests.
+inline std::string write_temp(const std::string& name, const std::string& content) {
+  std::string path = "/tmp/muxnet_test_" + name;
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
 
 inline double rtol_for(DType t) { return t == DType::F64 ? kF64Rtol : kF32Rtol; }
 inline double atol_for(DType t) { return t == DType::F64 ? kF64Atol : kF32Atol; }

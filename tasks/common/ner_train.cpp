@@ -238,6 +238,18 @@ NerTrainResult train_ner(mux::TMux& model, const NerInstances& train, const NerI
   };
   model.train();
 
+  // One AdamW step on loss (with clipping), and the progress bar's moving averages.
+  auto optimise = [&](nn::AdamW& opt, const Tensor& loss) {
+    opt.zero_grad();
+    loss.backward();
+    if (o.clip > 0) nn::clip_grad_norm(model, o.clip);
+    opt.step();
+  };
+  auto smooth = [](int64_t step, double loss, double acc, double& loss_ema, double& acc_ema) {
+    loss_ema = step == 1 ? loss : 0.95 * loss_ema + 0.05 * loss;
+    acc_ema = step == 1 ? acc : 0.95 * acc_ema + 0.05 * acc;
+  };
+
   // ---- retrieval warm-up: retrieval loss only, its own optimizer and schedule
   if (o.warmup_steps > 0) {
     if (!model.retrieval) throw InputError("--warmup-steps needs a retrieval head (N > 1)");
@@ -249,13 +261,8 @@ NerTrainResult train_ner(mux::TMux& model, const NerInstances& train, const NerI
       Tensor ids, labels;
       draw(ids, labels);
       mux::TMuxOutput out = model.forward(ids, labels, &k_gen);
-      opt.zero_grad();
-      out.retrieval_loss.backward();
-      if (o.clip > 0) nn::clip_grad_norm(model, o.clip);
-      opt.step();
-      const double acc = accuracy(out.retrieval_logits, out.retrieval_targets);
-      loss_ema = step == 1 ? out.retrieval_loss.item() : 0.95 * loss_ema + 0.05 * out.retrieval_loss.item();
-      acc_ema = step == 1 ? acc : 0.95 * acc_ema + 0.05 * acc;
+      optimise(opt, out.retrieval_loss);
+      smooth(step, out.retrieval_loss.item(), accuracy(out.retrieval_logits, out.retrieval_targets), loss_ema, acc_ema);
       if (o.on_step) o.on_step("warmup", step, loss_ema, acc_ema);
       res.warmup_steps_run = step;
     }
@@ -273,13 +280,8 @@ NerTrainResult train_ner(mux::TMux& model, const NerInstances& train, const NerI
     Tensor ids, labels;
     draw(ids, labels);
     mux::TMuxOutput out = model.forward(ids, labels, &k_gen);
-    opt.zero_grad();
-    out.loss.backward();
-    if (o.clip > 0) nn::clip_grad_norm(model, o.clip);
-    opt.step();
-    const double acc = accuracy(out.task_logits, labels);
-    loss_ema = step == 1 ? out.loss.item() : 0.95 * loss_ema + 0.05 * out.loss.item();
-    acc_ema = step == 1 ? acc : 0.95 * acc_ema + 0.05 * acc;
+    optimise(opt, out.loss);
+    smooth(step, out.loss.item(), accuracy(out.task_logits, labels), loss_ema, acc_ema);
     if (o.on_step) o.on_step("task", step, loss_ema, acc_ema);
     res.steps_run = step;
     const bool out_of_time = o.max_seconds > 0 && now_s() - task_t0 > o.max_seconds;
