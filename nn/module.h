@@ -58,6 +58,9 @@ class Module {
 
   // Converts every parameter and buffer to dtype in place (e.g. f64 for gradient checks). Unpacks.
   void to(DType dtype);
+  // Moves every parameter and buffer to device in place (tensors keep their identity, so references
+  // held by layers stay valid). Unpacks; build optimizers after moving, as in PyTorch.
+  void to(Device device);
 
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 

@@ -9,9 +9,11 @@ namespace {
 
 detail::AnyKernel g_table[size_t(OpId::COUNT)][size_t(Device::COUNT)] = {};
 
+}  // namespace
+
 // Registration runs on the first lookup rather than in static initialisers, which a static library
 // would silently drop when no symbol of the registering file is referenced.
-void ensure_registered() {
+void ensure_kernels_registered() {
   static std::once_flag once;
   std::call_once(once, [] {
     register_cpu_kernels();
@@ -19,12 +21,10 @@ void ensure_registered() {
   });
 }
 
-}  // namespace
-
 namespace detail {
 
 AnyKernel lookup_kernel(OpId op, Device device) {
-  ensure_registered();
+  ensure_kernels_registered();
   AnyKernel fn = g_table[size_t(op)][size_t(device)];
   if (!fn) {
     if (device == Device::CUDA) {
@@ -40,7 +40,7 @@ void set_kernel(OpId op, Device device, AnyKernel fn) { g_table[size_t(op)][size
 }  // namespace detail
 
 bool has_kernel(OpId op, Device device) {
-  ensure_registered();
+  ensure_kernels_registered();
   return g_table[size_t(op)][size_t(device)] != nullptr;
 }
 

@@ -201,6 +201,9 @@ void register_kernel(Device device, typename OpSignature<op>::type fn) {
 
 bool has_kernel(OpId op, Device device);
 
+// Fills the table (and installs device runtimes) once; lookups call it, so callers rarely need to.
+void ensure_kernels_registered();
+
 // Fill the CPU / CUDA columns (called once, on first lookup).
 void register_cpu_kernels();
 void register_cuda_kernels();  // a no-op in a build without CUDA

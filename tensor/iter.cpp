@@ -21,8 +21,8 @@ ElemIter make_elem_iter(const Tensor& out, std::initializer_list<const Tensor*> 
   int64_t full_strides[ElemIter::kMaxOperands][kMaxDims];
   for (k = 0; k < it.noperands; ++k) {
     const Tensor& t = *ops[k];
-    MUXNET_CHECK(t.device() == Device::CPU, "elementwise: operand ", k, " is on ", t.device(),
-                 ", expected cpu");
+    MUXNET_CHECK(t.device() == out.device(), "elementwise: operand ", k, " is on ", t.device(),
+                 ", expected ", out.device());
     const int tnd = t.ndim();
     MUXNET_CHECK(tnd <= nd, "elementwise: operand shape ", t.shape(), " does not broadcast to ", shape);
     const int64_t es = int64_t(t.element_size());

@@ -37,7 +37,8 @@ struct ElemIter {
 };
 
 // out first, then the inputs; every input must broadcast to out.shape() (checked by the op layer,
-// asserted here). All operands must be on the CPU.
+// asserted here). All operands must be on out's device; for_each_run is for the CPU only, the CUDA
+// kernels take the ElemIter by value and compute each element's offsets from its linear index.
 ElemIter make_elem_iter(const Tensor& out, std::initializer_list<const Tensor*> inputs);
 
 template <typename Body>

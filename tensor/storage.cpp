@@ -3,12 +3,9 @@
 
 #include "tensor/allocator.h"
 #include "tensor/check.h"
+#include "tensor/device.h"
 
 namespace muxnet {
-
-namespace {
-DeviceAllocator g_allocators[size_t(Device::COUNT)];
-}
 
 const char* dtype_name(DType t) {
   switch (t) {
@@ -28,23 +25,14 @@ const char* device_name(Device d) {
   }
 }
 
-void register_device_allocator(Device device, DeviceAllocator allocator) {
-  g_allocators[size_t(device)] = allocator;
-}
-
-bool has_device_allocator(Device device) {
-  return device == Device::CPU || g_allocators[size_t(device)].allocate != nullptr;
-}
-
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device == Device::CPU) {
     data_ = cpu_allocate(nbytes);
     return;
   }
-  const DeviceAllocator& a = g_allocators[size_t(device)];
-  MUXNET_CHECK(a.allocate != nullptr, "Storage: no allocator for device ", device,
-               " (built without CUDA, or no GPU present)");
-  data_ = nbytes ? a.allocate(nbytes) : nullptr;
+  std::string why = device_unavailable_reason(device);
+  MUXNET_CHECK(why.empty(), "Storage: cannot allocate on ", device, ": ", why);
+  data_ = nbytes ? device_runtime(device)->allocate(nbytes) : nullptr;
 }
 
 Storage::~Storage() {
@@ -52,7 +40,7 @@ Storage::~Storage() {
   if (device_ == Device::CPU) {
     cpu_release(data_, nbytes_);
   } else {
-    g_allocators[size_t(device_)].release(data_, nbytes_);
+    device_runtime(device_)->release(data_, nbytes_);
   }
 }
 

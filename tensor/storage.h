@@ -1,8 +1,8 @@
 // storage.h — Storage: one block of device memory shared by a tensor and all its views.
 //
-// CPU memory comes from the caching allocator (allocator.h). Other devices register an
-// allocate/release pair at start-up (the CUDA backend does, in cuda/); asking for memory on a device
-// nobody registered is an error that says so.
+// CPU memory comes from the caching allocator (allocator.h). Other devices allocate through the
+// DeviceRuntime their backend registers (tensor/device.h; the CUDA backend's is in cuda/runtime.cu);
+// asking for memory on a device that is not available is an error that says why.
 #pragma once
 
 #include <cstddef>
@@ -11,15 +11,6 @@
 #include "tensor/types.h"
 
 namespace muxnet {
-
-struct DeviceAllocator {
-  void* (*allocate)(size_t nbytes) = nullptr;
-  void (*release)(void* ptr, size_t nbytes) = nullptr;
-};
-
-// Installs the allocator for a non-CPU device (called by the CUDA backend).
-void register_device_allocator(Device device, DeviceAllocator allocator);
-bool has_device_allocator(Device device);
 
 class Storage {
  public:

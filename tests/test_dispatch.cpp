@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 
+#include "tensor/device.h"
 #include "tensor/dispatch.h"
 #include "tests/test_util.h"
 
@@ -76,12 +77,16 @@ TEST_CASE("a missing CUDA kernel throws a sentence naming the op", "[dispatch]")
   REQUIRE_THROWS_WITH(kernel<OpId::softmax>(Device::CUDA), "softmax: no CUDA kernel (built without CUDA?)");
 }
 
-TEST_CASE("tensor factories on a device without an allocator throw a clear error", "[dispatch]") {
-  if (has_device_allocator(Device::CUDA)) {
-    WARN("a CUDA allocator is registered in this build: the no-allocator message is not exercised");
+TEST_CASE("tensor factories on an unavailable device throw a clear error", "[dispatch]") {
+  if (device_available(Device::CUDA)) {
+    WARN("a CUDA GPU is available: the no-device message is not exercised");
     return;
   }
-  const std::string msg = "Storage: no allocator for device cuda (built without CUDA, or no GPU present)";
+  // Either the build has no CUDA backend, or it has one and this machine has no GPU; the message
+  // names the device and says which.
+  const std::string why = device_unavailable_reason(Device::CUDA);
+  REQUIRE_FALSE(why.empty());
+  const std::string msg = "Storage: cannot allocate on cuda: " + why;
   REQUIRE_THROWS_AS(empty({2, 3}, DType::F32, Device::CUDA), Error);
   REQUIRE_THROWS_WITH(empty({2, 3}, DType::F32, Device::CUDA), msg);
   REQUIRE_THROWS_WITH(zeros({4}, DType::F64, Device::CUDA), msg);
@@ -90,6 +95,7 @@ TEST_CASE("tensor factories on a device without an allocator throw a clear error
   // Even an empty tensor needs the device to exist.
   REQUIRE_THROWS_WITH(empty({0}, DType::F32, Device::CUDA), msg);
   // The CPU is always there.
-  CHECK(has_device_allocator(Device::CPU));
+  CHECK(device_available(Device::CPU));
+  CHECK(device_unavailable_reason(Device::CPU).empty());
   CHECK(empty({2, 3}, DType::F32, Device::CPU).device() == Device::CPU);
 }
