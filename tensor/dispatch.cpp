@@ -18,6 +18,11 @@ void ensure_kernels_registered() {
   std::call_once(once, [] {
     register_cpu_kernels();
     register_cuda_kernels();
+    if (cuda_emulation_requested()) {
+      // The CPU kernels stand in for the CUDA column (see tensor/device_emulation.cpp).
+      for (size_t i = 0; i < size_t(OpId::COUNT); ++i) g_table[i][size_t(Device::CUDA)] = g_table[i][size_t(Device::CPU)];
+      install_cuda_emulation_runtime();
+    }
   });
 }
 

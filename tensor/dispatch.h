@@ -208,4 +208,9 @@ void ensure_kernels_registered();
 void register_cpu_kernels();
 void register_cuda_kernels();  // a no-op in a build without CUDA
 
+// MUXNET_EMULATE_CUDA=1 (tensor/device_emulation.cpp): the cuda device becomes host memory running
+// the CPU kernels, to test device plumbing without a GPU. Checked once, at registration.
+bool cuda_emulation_requested();
+void install_cuda_emulation_runtime();
+
 }  // namespace muxnet

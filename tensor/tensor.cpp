@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "tensor/cpu/blas.h"
+#include "tensor/device.h"
 #include "tensor/dispatch.h"
 #include "tensor/ops.h"
 
@@ -337,8 +338,6 @@ Tensor Tensor::clone() const {
 
 const Tensor& Tensor::copy_(const Tensor& src) const {
   check_writable("copy_");
-  MUXNET_CHECK(src.device() == device(), "copy_: source is on ", src.device(), ", destination on ", device(),
-               " (use to(device) to move tensors)");
   bool ok = src.ndim() <= ndim();
   for (int d = 0; ok && d < src.ndim(); ++d) {
     int64_t s = src.size(d), t = size(d + ndim() - src.ndim());
@@ -356,7 +355,9 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   }
   if (numel() == 0) return *this;
   Tensor source = src;
-  if (src.storage() == storage()) {
+  if (src.device() != device()) {
+    source = src.detach().to(device());  // across devices: move the source first (a contiguous copy)
+  } else if (src.storage() == storage()) {
     if (src.offset() == offset() && src.shape() == shape() && src.strides() == strides()) return *this;
     source = src.detach().clone();  // overlapping source and destination: read from a copy
   }
@@ -385,8 +386,24 @@ Tensor Tensor::to(DType target) const {
 
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
-  MUXNET_FAIL("to: copies between ", device(), " and ", target,
-              " need the CUDA backend, which this build does not have");
+  const Device from = device();
+  MUXNET_CHECK(from == Device::CPU || target == Device::CPU, "to: copies go through the cpu, got ", from,
+               " -> ", target);
+  const Device gpu = from == Device::CPU ? target : from;
+  require_device(gpu, "to");
+  Tensor src = detach().contiguous();  // dense bytes on the source device
+  Tensor out = empty(shape(), dtype(), target);
+  const size_t nbytes = size_t(numel()) * element_size();
+  if (nbytes) {
+    const DeviceRuntime* rt = device_runtime(gpu);
+    if (target == Device::CPU) {
+      rt->copy_to_host(out.data_ptr(), src.data_ptr(), nbytes);
+    } else {
+      rt->copy_from_host(out.data_ptr(), src.data_ptr(), nbytes);
+    }
+  }
+  if (!is_floating(dtype())) return out;
+  return recorded(out, "to", [from](const Tensor& g) { return g.to(from); });
 }
 
 // ---------------------------------------------------------------- element access
@@ -394,13 +411,17 @@ Tensor Tensor::to(Device target) const {
 double Tensor::at(const std::vector<int64_t>& index) const {
   MUXNET_CHECK(int(index.size()) == ndim(), "at: got ", index.size(), " indices for a tensor of shape ",
                shape());
-  MUXNET_CHECK(device() == Device::CPU, "at: tensor is on ", device(), "; copy it to the cpu first");
   int64_t off = offset();
   for (int d = 0; d < ndim(); ++d) {
     int64_t i = index[d];
     MUXNET_CHECK(i >= 0 && i < size(d), "at: index ", i, " out of range for dim ", d, " of size ", size(d),
                  " in shape ", shape());
     off += i * stride(d);
+  }
+  if (device() != Device::CPU) {
+    // One element from device memory: view it and copy it over.
+    Tensor one(storage(), Shape{}, Shape{}, off, dtype());
+    return one.to(Device::CPU).at({});
   }
   const char* base = static_cast<const char*>(storage()->data());
   switch (dtype()) {

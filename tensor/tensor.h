@@ -82,14 +82,17 @@ class Tensor {
   // ---- copies ----
   Tensor contiguous() const;  // *this when already contiguous
   Tensor clone() const;       // always a fresh contiguous copy
-  // Copies src into this view elementwise; src broadcasts to shape() and is cast to dtype().
+  // Copies src into this view elementwise; src broadcasts to shape() and is cast to dtype(). A source
+  // on another device is moved over first.
   const Tensor& copy_(const Tensor& src) const;
   const Tensor& fill_(double value) const;
   const Tensor& zero_() const { return fill_(0.0); }
   Tensor to(DType dtype) const;    // *this when the dtype already matches
-  Tensor to(Device device) const;  // *this when already there
+  // A contiguous copy on device (same dtype and shape); *this when already there. Differentiable:
+  // the gradient moves back. Throws naming the reason when the device is not available.
+  Tensor to(Device device) const;
 
-  // ---- element access (host) ----
+  // ---- element access (host; device tensors are copied over) ----
   double item() const;  // the single element of a 1-element tensor, as double
   template <typename T> T item() const { return static_cast<T>(item()); }
   double at(const std::vector<int64_t>& index) const;  // one element by index; validates the index
