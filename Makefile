@@ -6,7 +6,7 @@
 #                   SKIPPED with the reason, and the run exits 0)
 #   make bench      build and run the op benchmarks (tasks/bench_*.cpp)
 #   make deps       install the Debian packages muxnet needs (apt-get as root, else print the command)
-#   make run        build and run the default task (arrives with the retrieval task)
+#   make run        build and run the default task (the synthetic retrieval warm-up at N = 5)
 #   make plots      PNG plots of runs/*.jsonl under runs/plots/ (needs gnuplot; says so and exits 0 without)
 #   make loc        lines of code per folder
 #   make clean
@@ -164,10 +164,17 @@ $(BUILD)/%: tasks/%.cpp $(COMMON_OBJS) $(LIB)
 test: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) test-run
 
+# Then, without a usable GPU, the [cuda] tests run once more on the EMULATED cuda device
+# (MUXNET_EMULATE_CUDA=1: host memory and the CPU kernels, tensor/device_emulation.cpp). That checks the
+# device plumbing (every tensor on the right device, Module::to, tasks' moves), not the CUDA kernels.
 test-run: $(TEST_BIN)
 	@echo "running $(TEST_BIN)"
 	@start=$$(date +%s); $(TEST_BIN) $(TEST_ARGS); rc=$$?; \
-	  echo "tests took $$(( $$(date +%s) - start )) s"; exit $$rc
+	  echo "tests took $$(( $$(date +%s) - start )) s"; [ $$rc = 0 ] || exit $$rc; \
+	  if [ -n "$(TEST_ARGS)" ] || nvidia-smi -L >/dev/null 2>&1; then exit 0; fi; \
+	  echo "running $(TEST_BIN) \"[cuda]\" on the emulated cuda device (device plumbing only; no GPU here)"; \
+	  start=$$(date +%s); MUXNET_EMULATE_CUDA=1 $(TEST_BIN) "[cuda]"; rc=$$?; \
+	  echo "emulated-cuda tests took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # `make test-cuda` = deps, then build the suite and run only the tests tagged [cuda] (TEST_ARGS are
 # added to the filter: TEST_ARGS=-s, or a tag to narrow it down).
