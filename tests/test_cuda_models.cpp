@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "autograd/functions.h"
+#include "autograd/gradcheck.h"
 #include "mux/image_mux.h"
 #include "mux/tmux.h"
 #include "mux/vision_models.h"
@@ -641,6 +642,37 @@ TEST_CASE("vision mux models on cuda match the cpu (ImageMux kinds, CnnMux, MlpM
   });
   check_parity("HadamardMux", had, {grad_in(rnd({6, 5}, 87))},
                [](const mux::HadamardMux& x, const std::vector<Tensor>& in) { return x.forward(in[0]); }, kMatmul);
+}
+
+// ---------------------------------------------------------------- gradient checks computed on the device
+
+TEST_CASE("gradcheck (f64) of functions computed on cuda", "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  // gradcheck perturbs cpu leaves; f moves them over (differentiably) and computes on the device.
+  auto on = [](const Tensor& t) { return t.to(Device::CUDA); };
+  auto f64 = [](const Shape& shape, uint64_t seed) { return test::random_tensor(shape, DType::F64, seed, -1.0, 1.0); };
+  Tensor mask = from_vector<int64_t>({0, 0, 1, 0, 0, 0}, {2, 3});
+  GradcheckResult att = gradcheck(
+      [&](const std::vector<Tensor>& in) { return scaled_dot_product_attention(on(in[0]), on(in[1]), on(in[2]), on(in[3])); },
+      {f64({2, 2, 3, 4}, 1), f64({2, 2, 3, 4}, 2), f64({2, 2, 3, 5}, 3), mask});
+  INFO(att.report());
+  CHECK(att.ok);
+  Tensor targets = from_vector<int64_t>({2, -100, 0, 1}, {4});
+  GradcheckResult ln = gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        Tensor h = gelu(layer_norm(on(in[0]), on(in[1]), on(in[2])));
+        return cross_entropy(linear(h, on(in[3]), Tensor()), on(in[4]));
+      },
+      {f64({4, 6}, 4), f64({6}, 5), f64({6}, 6), f64({3, 6}, 7), targets});
+  INFO(ln.report());
+  CHECK(ln.ok);
+  GradcheckResult conv = gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        return max_pool2d(tanh(conv2d(on(in[0]), on(in[1]), on(in[2]), 1, 1)), 2);
+      },
+      {f64({2, 2, 5, 5}, 8), f64({3, 2, 3, 3}, 9), f64({3}, 10)});
+  INFO(conv.report());
+  CHECK(conv.ok);
 }
 
 // ---------------------------------------------------------------- training on the device
