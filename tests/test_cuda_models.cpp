@@ -5,8 +5,8 @@
 // on both with the same inputs (and, for dropout, generators in the same state), then compare the
 // outputs, every input gradient and every parameter gradient. The CPU is the reference.
 //
-// Every test is tagged [cuda]. Without a usable CUDA device each one returns at once (reported by
-// WARN); with MUXNET_EMULATE_CUDA=1 the "cuda" device is host memory running the CPU kernels
+// Every test is tagged [cuda]. Without a usable CUDA device the test main skips them (SKIPPED lines,
+// tests/catch_main.cpp); with MUXNET_EMULATE_CUDA=1 the "cuda" device is host memory running the CPU kernels
 // (tensor/device_emulation.cpp), so here a tensor left on the wrong device fails exactly as it would
 // on a GPU while the numbers are the CPU's (the comparisons then hold exactly). On a real GPU the
 // comparisons measure the CUDA kernels, with the tolerances below.
@@ -34,15 +34,6 @@
 using namespace muxnet;
 
 namespace {
-
-// Returns from the test case when there is no usable CUDA device (the suite stays green on the CPU).
-#define REQUIRE_CUDA_OR_SKIP()                                                                   \
-  do {                                                                                           \
-    if (!device_available(Device::CUDA)) {                                                       \
-      WARN("skipped: " << device_unavailable_reason(Device::CUDA));                              \
-      return;                                                                                    \
-    }                                                                                            \
-  } while (0)
 
 // |got - ref| <= atol * scale + rtol * |ref|, scale = max(1, max |ref|) over the tensor: an absolute
 // floor relative to the tensor's magnitude, because a gradient element that is a sum of many terms of
@@ -97,20 +88,6 @@ void check_close(const std::string& what, const Tensor& ref, const Tensor& got, 
   }
 }
 
-// Moves every parameter and buffer of m to device in place, keeping each tensor's identity (layers hold
-// handles to them), and drops gradients (they live on the old device): what Module::to(Device) does.
-// NOTE: replace with m.to(device) once nn/module.cpp defines it (branch c7-runtime).
-void move_module(nn::Module& m, Device device) {
-  NoGradGuard no_grad;
-  for (auto& [name, t] : m.state()) {
-    if (t.device() == device) continue;  // a tied tensor already moved under its first name
-    Tensor moved = t.detach().to(device).contiguous();
-    const bool had_grad = t.requires_grad();
-    nn::rebind_storage(t, moved.view({moved.numel()}), 0);
-    if (had_grad) t.set_grad(Tensor());
-  }
-}
-
 // Builds two copies of a model from the same seed; the second is moved to the GPU.
 template <typename M>
 struct Twins {
@@ -119,7 +96,7 @@ struct Twins {
 template <typename M, typename Build>
 Twins<M> twins(Build build) {
   Twins<M> t{build(), build()};
-  move_module(*t.dev, Device::CUDA);
+  t.dev->to(Device::CUDA);
   for (auto& [name, x] : t.dev->state()) {
     INFO(name);
     CHECK(x.device() == Device::CUDA);
@@ -199,7 +176,6 @@ Tensor ints(const Shape& shape, int64_t high, uint64_t seed) {
 // ---------------------------------------------------------------- random draws
 
 TEST_CASE("random factories on cuda: the cpu's numbers, the same generator advance", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   Generator a(5), b(5);
   check_close("rand", rand({3, 7}, DType::F32, &a, -2.0, 3.0), rand({3, 7}, DType::F32, &b, -2.0, 3.0, Device::CUDA),
               kExact);
@@ -216,7 +192,6 @@ TEST_CASE("random factories on cuda: the cpu's numbers, the same generator advan
 // ---------------------------------------------------------------- nn layers
 
 TEST_CASE("Linear on cuda matches the cpu (forward, input and parameter gradients)", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   auto m = twins<nn::Linear>([] {
     Generator g(1);
     return std::make_shared<nn::Linear>(7, 5, true, &g);
@@ -232,7 +207,6 @@ TEST_CASE("Linear on cuda matches the cpu (forward, input and parameter gradient
 }
 
 TEST_CASE("Embedding on cuda matches the cpu (repeated rows, padding_idx)", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   auto m = twins<nn::Embedding>([] {
     Generator g(1);
     return std::make_shared<nn::Embedding>(6, 5, 0, &g);
@@ -247,7 +221,6 @@ TEST_CASE("Embedding on cuda matches the cpu (repeated rows, padding_idx)", "[cu
 }
 
 TEST_CASE("LayerNorm and PositionalEmbedding on cuda match the cpu", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   auto ln = twins<nn::LayerNorm>([] {
     auto l = std::make_shared<nn::LayerNorm>(8);
     NoGradGuard no_grad;  // non-trivial affine parameters, so their gradients are tested
@@ -270,7 +243,6 @@ TEST_CASE("LayerNorm and PositionalEmbedding on cuda match the cpu", "[cuda]") {
 }
 
 TEST_CASE("Dropout in training mode on cuda: the cpu's mask from the same generator state", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   Generator gc(42), gd(42);
   auto m = twins<nn::Dropout>([] { return std::make_shared<nn::Dropout>(0.4); });
   m.cpu->gen = &gc;
@@ -300,7 +272,6 @@ TEST_CASE("Dropout in training mode on cuda: the cpu's mask from the same genera
 }
 
 TEST_CASE("MLP on cuda matches the cpu, dropout included", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   // The dropout generator is fixed at construction: one each, in the same state.
   Generator dc(8), dd(8);
   auto build = [](Generator* dropout_gen) {
@@ -309,7 +280,7 @@ TEST_CASE("MLP on cuda matches the cpu, dropout included", "[cuda]") {
                                      nn::Activation::Tanh, &g, dropout_gen);
   };
   Twins<nn::MLP> m{build(&dc), build(&dd)};
-  move_module(*m.dev, Device::CUDA);
+  m.dev->to(Device::CUDA);
   check_parity("MLP (train)", m, {grad_in(rnd({5, 6}, 9))},
                [](const nn::MLP& l, const std::vector<Tensor>& x) { return l.forward(x[0]); }, kMatmul);
   CHECK(dc.offset() == dd.offset());
@@ -320,7 +291,6 @@ TEST_CASE("MLP on cuda matches the cpu, dropout included", "[cuda]") {
 }
 
 TEST_CASE("MultiHeadSelfAttention on cuda matches the cpu (padding mask, attention dropout)", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   // Keys 3.. of sequence 0 and key 4 of sequence 1 are padded; every query keeps an unpadded key.
   Tensor mask = from_vector<float>({0, 0, 0, 1, 1, 0, 0, 0, 0, 1}, {2, 5});
   for (bool fused : {true, false}) {
@@ -351,7 +321,6 @@ TEST_CASE("MultiHeadSelfAttention on cuda matches the cpu (padding mask, attenti
 }
 
 TEST_CASE("TransformerEncoder on cuda matches the cpu (post-LN and pre-LN, mask, dropout)", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   Tensor mask = from_vector<int64_t>({0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0}, {2, 6});
   for (bool norm_first : {false, true}) {
     INFO("norm_first " << norm_first);
@@ -376,7 +345,6 @@ TEST_CASE("TransformerEncoder on cuda matches the cpu (post-LN and pre-LN, mask,
 }
 
 TEST_CASE("Conv2d, MaxPool2d and LeNet on cuda match the cpu", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   auto conv = twins<nn::Conv2d>([] {
     Generator g(40);
     return std::make_shared<nn::Conv2d>(3, 4, 3, 2, 1, true, &g);
@@ -399,7 +367,6 @@ TEST_CASE("Conv2d, MaxPool2d and LeNet on cuda match the cpu", "[cuda]") {
 }
 
 TEST_CASE("losses on cuda match the cpu (cross-entropy with ignore_index, MSE)", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   auto ce = twins<nn::CrossEntropyLoss>([] { return std::make_shared<nn::CrossEntropyLoss>(-100); });
   Tensor targets = from_vector<int64_t>({4, -100, 0, 2, 2, 1}, {2, 3});
   check_parity("CrossEntropyLoss", ce, {grad_in(rnd({2, 3, 5}, 50, -3.0, 3.0)), fixed_in(targets)},
@@ -417,7 +384,6 @@ TEST_CASE("losses on cuda match the cpu (cross-entropy with ignore_index, MSE)",
 // ---------------------------------------------------------------- mux models
 
 TEST_CASE("Multiplexer variants on cuda match the cpu", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   struct Case {
     mux::MuxKind kind;
     bool learned;
@@ -443,7 +409,6 @@ TEST_CASE("Multiplexer variants on cuda match the cpu", "[cuda]") {
 }
 
 TEST_CASE("Demultiplexer and RetrievalHead variants on cuda match the cpu", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   const int64_t n = 3, d = 8, B = 2, Lp = 7;
   for (mux::DemuxKind kind : {mux::DemuxKind::Index, mux::DemuxKind::Mlp}) {
     for (bool token : {false, true}) {
@@ -545,7 +510,6 @@ std::pair<mux::TMuxOutput, mux::TMuxOutput> tmux_forward_both(Twins<mux::TMux>& 
 }  // namespace
 
 TEST_CASE("T-MUX on cuda matches the cpu for each multiplexer and demultiplexer variant", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   struct Case {
     mux::DemuxKind demux;
     const char* task;
@@ -595,7 +559,6 @@ TEST_CASE("T-MUX on cuda matches the cpu for each multiplexer and demultiplexer 
 }
 
 TEST_CASE("vision mux models on cuda match the cpu (ImageMux kinds, CnnMux, MlpMux, HadamardMux)", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   for (mux::ImageMuxKind kind : {mux::ImageMuxKind::Gaussian, mux::ImageMuxKind::Learnable,
                                  mux::ImageMuxKind::Nonlinear, mux::ImageMuxKind::NonlinearExpand,
                                  mux::ImageMuxKind::Ortho}) {
@@ -647,7 +610,6 @@ TEST_CASE("vision mux models on cuda match the cpu (ImageMux kinds, CnnMux, MlpM
 // ---------------------------------------------------------------- gradient checks computed on the device
 
 TEST_CASE("gradcheck (f64) of functions computed on cuda", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   // gradcheck perturbs cpu leaves; f moves them over (differentiably) and computes on the device.
   auto on = [](const Tensor& t) { return t.to(Device::CUDA); };
   auto f64 = [](const Shape& shape, uint64_t seed) { return test::random_tensor(shape, DType::F64, seed, -1.0, 1.0); };
@@ -679,7 +641,6 @@ TEST_CASE("gradcheck (f64) of functions computed on cuda", "[cuda]") {
 
 TEST_CASE("one full T-MUX training step on cuda matches the cpu (loss, all gradients, clipping, AdamW)",
           "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   const mux::TMuxConfig cfg =
       tmux_config(mux::DemuxKind::Index, "sequence", mux::MuxKind::GaussianHadamard, true, 0.1);
   auto m = tmux_twins(cfg, 200);
@@ -733,7 +694,6 @@ TEST_CASE("one full T-MUX training step on cuda matches the cpu (loss, all gradi
 }
 
 TEST_CASE("SGD with momentum and unpacked AdamW keep their state on cuda; gradient clipping on cuda", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   auto build = [] {
     Generator g(300);
     return std::make_shared<nn::MLP>(std::vector<int64_t>{5, 12, 4}, nn::Activation::Relu, 0.0,
@@ -775,7 +735,7 @@ TEST_CASE("SGD with momentum and unpacked AdamW keep their state on cuda; gradie
   // An optimizer built before the model moved holds state on the old device: step() says so.
   auto late = build();
   nn::SGD stale(*late, 0.1, 0.9);
-  move_module(*late, Device::CUDA);
+  late->to(Device::CUDA);
   project(late->forward(rnd({2, 5}, 320).to(Device::CUDA))).backward();
   REQUIRE_THROWS_WITH(stale.step(), Catch::Contains("is now on cuda, its state on cpu"));
 }
@@ -783,7 +743,6 @@ TEST_CASE("SGD with momentum and unpacked AdamW keep their state on cuda; gradie
 // ---------------------------------------------------------------- checkpoints across devices
 
 TEST_CASE("checkpoints move between cuda and cpu models unchanged (weights and training state)", "[cuda]") {
-  REQUIRE_CUDA_OR_SKIP();
   const mux::TMuxConfig cfg = tmux_config(mux::DemuxKind::Mlp, "sequence", mux::MuxKind::RandomOrtho, false, 0.0);
   const std::string path = "/tmp/muxnet_test_cuda_models.safetensors";
   auto build = [&](uint64_t seed) {
@@ -801,7 +760,7 @@ TEST_CASE("checkpoints move between cuda and cpu models unchanged (weights and t
   };
   {  // cuda -> cpu
     auto dev = build(400);
-    move_module(*dev, Device::CUDA);
+    dev->to(Device::CUDA);
     nn::save_checkpoint(path, *dev, {{"from", "cuda"}});
     auto cpu = build(401);
     nn::LoadedCheckpoint l = nn::load_checkpoint(path, *cpu);
@@ -813,7 +772,7 @@ TEST_CASE("checkpoints move between cuda and cpu models unchanged (weights and t
     auto cpu = build(402);
     nn::save_checkpoint(path, *cpu);
     auto dev = build(403);
-    move_module(*dev, Device::CUDA);
+    dev->to(Device::CUDA);
     nn::load_checkpoint(path, *dev);
     check_same_state("cpu -> cuda", *cpu, *dev);
     for (auto& [name, t] : dev->state()) CHECK(t.device() == Device::CUDA);
@@ -824,7 +783,7 @@ TEST_CASE("checkpoints move between cuda and cpu models unchanged (weights and t
   }
   {  // a training checkpoint written on cuda resumes on the cpu, and back
     auto dev = build(404);
-    move_module(*dev, Device::CUDA);
+    dev->to(Device::CUDA);
     dev->pack_parameters();
     nn::AdamW od(*dev, 1e-2);
     Tensor ids = ints({2 * cfg.n, cfg.max_len}, cfg.vocab, 405);
@@ -849,7 +808,7 @@ TEST_CASE("checkpoints move between cuda and cpu models unchanged (weights and t
     // And back onto a fresh cuda model and optimizer.
     nn::save_training_checkpoint(path, *cpu, oc);
     auto dev2 = build(409);
-    move_module(*dev2, Device::CUDA);
+    dev2->to(Device::CUDA);
     nn::AdamW od2(*dev2, 1e-3);
     nn::load_training_checkpoint(path, *dev2, od2);
     check_same_state("training checkpoint cpu -> cuda", *cpu, *dev2);
