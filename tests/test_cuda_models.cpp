@@ -249,8 +249,10 @@ TEST_CASE("Dropout in training mode on cuda: the cpu's mask from the same genera
   m.dev->gen = &gd;
   for (int round = 0; round < 2; ++round) {  // the second round checks that both generators advanced alike
     INFO("round " << round);
+    // Inputs in [0.5, 1.5]: a kept element is >= 0.8, a dropped one 0, so agreement to a few ulps (the
+    // 1 / (1 - p) scaling may round differently) means the very same mask.
     check_parity("Dropout", m, {grad_in(rnd({4, 33}, 17 + round, 0.5, 1.5))},
-                 [](const nn::Dropout& d, const std::vector<Tensor>& x) { return d.forward(x[0]); }, kExact);
+                 [](const nn::Dropout& d, const std::vector<Tensor>& x) { return d.forward(x[0]); }, kElementwise);
     CHECK(gc.offset() == gd.offset());
   }
   // Some elements kept, some dropped: the test saw a real mask.
@@ -353,7 +355,8 @@ TEST_CASE("Conv2d, MaxPool2d and LeNet on cuda match the cpu", "[cuda]") {
                [](const nn::Conv2d& c, const std::vector<Tensor>& x) { return c.forward(x[0]); }, kMatmul);
   auto pool = twins<nn::MaxPool2d>([] { return std::make_shared<nn::MaxPool2d>(3, 2, 1); });
   check_parity("MaxPool2d", pool, {grad_in(rnd({2, 3, 9, 8}, 42))},
-               [](const nn::MaxPool2d& p, const std::vector<Tensor>& x) { return p.forward(x[0]); }, kExact);
+               // Overlapping windows: an input's gradient sums up to 4 window gradients, in any order.
+               [](const nn::MaxPool2d& p, const std::vector<Tensor>& x) { return p.forward(x[0]); }, kElementwise);
   auto lenet = twins<nn::LeNet>([] {
     Generator g(43);
     return std::make_shared<nn::LeNet>(1, 6, 10, &g);
