@@ -2,6 +2,8 @@
 #
 #   make            build build/libmuxnet.a (and the CUDA backend when nvcc is found)
 #   make test       install missing Debian packages (as root), build and run the Catch2 suite
+#   make test-cuda  the same, running only the [cuda] tests (without a usable GPU each is reported as
+#                   SKIPPED with the reason, and the run exits 0)
 #   make bench      build and run the op benchmarks (tasks/bench_*.cpp)
 #   make deps       install the Debian packages muxnet needs (apt-get as root, else print the command)
 #   make run        build and run the default task (arrives with the retrieval task)
@@ -165,6 +167,17 @@ test: deps
 test-run: $(TEST_BIN)
 	@echo "running $(TEST_BIN)"
 	@start=$$(date +%s); $(TEST_BIN) $(TEST_ARGS); rc=$$?; \
+	  echo "tests took $$(( $$(date +%s) - start )) s"; exit $$rc
+
+# `make test-cuda` = deps, then build the suite and run only the tests tagged [cuda] (TEST_ARGS are
+# added to the filter: TEST_ARGS=-s, or a tag to narrow it down).
+.PHONY: test-cuda test-cuda-run
+test-cuda: deps
+	@$(MAKE) --no-print-directory -j$(NPROC) test-cuda-run
+
+test-cuda-run: $(TEST_BIN)
+	@echo "running $(TEST_BIN) \"[cuda]\""
+	@start=$$(date +%s); $(TEST_BIN) "[cuda]" $(TEST_ARGS); rc=$$?; \
 	  echo "tests took $$(( $$(date +%s) - start )) s"; exit $$rc
 
 bench: deps

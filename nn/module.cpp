@@ -1,7 +1,9 @@
-// module.cpp — parameter registry, dotted names, train/eval, the parameter and gradient arenas.
+// module.cpp — parameter registry, dotted names, train/eval, the parameter and gradient arenas, dtype and
+// device moves.
 #include "nn/module.h"
 
 #include "autograd/engine.h"
+#include "tensor/device.h"
 
 namespace muxnet::nn {
 
@@ -150,6 +152,31 @@ void Module::to(DType dtype) {
     }
   }
   for (auto& [name, child] : children_) child->to(dtype);
+  param_arena_ = Tensor();
+  grad_arena_ = Tensor();
+}
+
+void Module::to(Device device) {
+  // Nothing to move: keep everything as it is, packed arenas included (model.to(cpu) on a cpu model is
+  // a no-op).
+  bool any = false;
+  for (const auto& nt : state()) any = any || nt.second.device() != device;
+  if (!any) return;
+  require_device(device, "Module::to");  // refuse before moving anything, not halfway through
+  NoGradGuard no_grad;
+  for (auto* list : {&params_, &buffers_}) {
+    for (auto& [name, t] : *list) {
+      // Already there: nothing to do (also how a tensor shared by two modules moves only once).
+      if (t.device() == device) continue;
+      // A contiguous copy with the same dtype and shape on the other device; t then points at it, so
+      // layers holding t see the moved values.
+      Tensor moved = t.detach().to(device).contiguous();
+      rebind_storage(t, moved.view({moved.numel()}), 0);
+      if (t.requires_grad()) t.set_grad(Tensor());  // the old gradient lives on the other device
+    }
+  }
+  for (auto& [name, child] : children_) child->to(device);
+  // The arenas (if packed) stay on the old device and no longer back the parameters.
   param_arena_ = Tensor();
   grad_arena_ = Tensor();
 }
