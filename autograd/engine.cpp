@@ -26,6 +26,7 @@ Edge make_edge(const Tensor& input) {
   Edge e;
   e.shape = input.shape();
   e.dtype = input.dtype();
+  e.device = input.device();
   const auto& meta = input.autograd_meta();
   if (!meta) return e;
   if (meta->grad_fn) {
@@ -45,11 +46,15 @@ void accumulate_leaf(AutogradMeta& leaf, const Tensor& g) {
   }
 }
 
-void check_grad(const char* where, int input, const Tensor& g, const Shape& shape, DType dtype) {
+void check_grad(const char* where, int input, const Tensor& g, const Shape& shape, DType dtype, Device device) {
   MUXNET_CHECK(g.shape() == shape, "backward of ", where, ": gradient for input ", input, " has shape ",
                g.shape(), ", expected ", shape);
   MUXNET_CHECK(g.dtype() == dtype, "backward of ", where, ": gradient for input ", input, " has dtype ",
                g.dtype(), ", expected ", dtype);
+  // A gradient must live where its input lives (a backward that built a temporary on the cpu for a
+  // cuda input is caught here, naming the function, rather than in a later add_).
+  MUXNET_CHECK(g.device() == device, "backward of ", where, ": gradient for input ", input, " is on ",
+               g.device(), ", expected ", device);
 }
 
 }  // namespace
@@ -104,6 +109,8 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
                ", expected ", root.shape());
   MUXNET_CHECK(seed.dtype() == root.dtype(), "backward: grad_output has dtype ", seed.dtype(),
                ", expected ", root.dtype());
+  MUXNET_CHECK(seed.device() == root.device(), "backward: grad_output is on ", seed.device(), ", expected ",
+               root.device());
 
   NoGradGuard no_grad;  // backward closures compute with raw ops; nothing is recorded
   AutogradMeta& root_meta = *root.autograd_meta();
@@ -153,7 +160,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
       const Edge& e = n->edges[i];
       if (i < input_grads.size() && e.active() && input_grads[i].defined()) {
         const Tensor& gi = input_grads[i];
-        check_grad(n->name, int(i), gi, e.shape, e.dtype);
+        check_grad(n->name, int(i), gi, e.shape, e.dtype, e.device);
         if (e.leaf) {
           accumulate_leaf(*e.leaf, gi);
         } else {
@@ -224,6 +231,7 @@ void Tensor::set_grad(const Tensor& grad) const {
   if (grad.defined()) {
     MUXNET_CHECK(grad.shape() == shape(), "set_grad: gradient has shape ", grad.shape(), ", expected ", shape());
     MUXNET_CHECK(grad.dtype() == dtype(), "set_grad: gradient has dtype ", grad.dtype(), ", expected ", dtype());
+    MUXNET_CHECK(grad.device() == device(), "set_grad: gradient is on ", grad.device(), ", expected ", device());
   }
   meta->grad = grad;
 }

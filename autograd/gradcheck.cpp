@@ -61,7 +61,8 @@ GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& input
                      " is an expanded view (stride 0 in dim ", d, "); expand inside f instead");
         span += (base.size(d) - 1) * base.stride(d);
       }
-      // Same shape, strides and offset as the caller's tensor, over storage of our own.
+      // Same shape, strides and offset as the caller's tensor, over cpu storage of our own (element()
+      // writes it through a host pointer; copy_ below brings a device input over).
       Tensor storage = zeros({base.numel() == 0 ? 0 : span}, DType::F64);
       leaf = Tensor(storage.storage(), base.shape(), base.strides(), base.numel() == 0 ? 0 : base.offset(),
                     DType::F64);
@@ -74,7 +75,7 @@ GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& input
   Tensor y = f(leaves);
   MUXNET_CHECK(y.dtype() == DType::F64, "gradcheck: f must return an f64 tensor, got ", y.dtype());
   Generator gen(opt.seed);
-  Tensor v = randn(y.shape(), DType::F64, &gen);
+  Tensor v = randn(y.shape(), DType::F64, &gen, 0.0, 1.0, y.device());  // y may live on another device
   MUXNET_CHECK(y.requires_grad(), "gradcheck: the output does not depend on any input that requires grad");
   y.backward(v);
 

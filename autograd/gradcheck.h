@@ -6,6 +6,9 @@
 // the whole vector-Jacobian product at once; inputs larger than max_coords are checked on a seeded
 // random sample of coordinates. Inputs keep their layout (a transposed or sliced f64 input is
 // perturbed through its strides), so non-contiguous inputs are checked as such.
+// Devices: the leaves gradcheck perturbs are always cpu tensors (it writes them through host
+// pointers). f may move them to another device and compute there (x.to(Device::CUDA) is
+// differentiable); the projection v is drawn on y's device, so a GPU backward is checked that way.
 #pragma once
 
 #include <functional>

@@ -28,8 +28,9 @@ struct AutogradMeta {
 struct Edge {
   std::shared_ptr<Node> fn;            // the input was made by this node, or
   std::shared_ptr<AutogradMeta> leaf;  // the input is a leaf: accumulate into leaf->grad
-  Shape shape;                         // the input's shape and dtype, to check the gradient
+  Shape shape;                         // the input's shape, dtype and device, to check the gradient
   DType dtype = DType::F32;
+  Device device = Device::CPU;
   bool active() const { return fn != nullptr || leaf != nullptr; }
 };
 

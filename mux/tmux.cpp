@@ -185,7 +185,7 @@ Tensor TMux::prefixed_ids(const Tensor& ids) const {
     for (int64_t t = 0; t < L; ++t) o[P + t] = in[size_t(r * L + t)];
     if (config.demux == DemuxKind::Mlp) o[0] = config.cls_id();
   }
-  return from_vector<int64_t>(out, {rows, Lp});
+  return from_vector<int64_t>(out, {rows, Lp}).to(ids.device());  // built on the host, used where ids live
 }
 
 Tensor TMux::embed(const Tensor& ids) const {
@@ -240,9 +240,10 @@ TMuxOutput TMux::forward(const Tensor& ids, const Tensor& labels, Generator* k_g
   }
   if (retrieval) {
     // k[b, t] ~ U{0..N-1}: one instance is queried per position; the target is its token there.
-    Tensor k = randint(0, config.n, {B, Lp}, DType::I64, k_gen);
-    std::vector<int64_t> kv = k.to_vector<int64_t>();
-    std::vector<int64_t> idv = prefixed_ids(ids).to_vector<int64_t>();
+    // k is drawn on the host (the targets are built there) and moved to h's device once.
+    Tensor k_host = randint(0, config.n, {B, Lp}, DType::I64, k_gen);
+    std::vector<int64_t> kv = k_host.to_vector<int64_t>();
+    std::vector<int64_t> idv = prefixed_ids(ids.to(Device::CPU)).to_vector<int64_t>();
     std::vector<int64_t> target(size_t(B * Lp), -100);
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t t = 0; t < Lp; ++t) {
@@ -251,8 +252,9 @@ TMuxOutput TMux::forward(const Tensor& ids, const Tensor& labels, Generator* k_g
         if (tok != config.pad_id) target[size_t(b * Lp + t)] = tok;
       }
     }
+    const Tensor k = k_host.to(h.device());
     out.instance = k;
-    out.retrieval_targets = from_vector<int64_t>(target, {B, Lp});
+    out.retrieval_targets = from_vector<int64_t>(target, {B, Lp}).to(h.device());
     out.retrieval_logits = retrieval->forward(h, k);
     out.retrieval_loss = cross_entropy(out.retrieval_logits, out.retrieval_targets);
     Tensor r = config.retrieval_coeff * out.retrieval_loss;

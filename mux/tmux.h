@@ -68,7 +68,7 @@ class TMux : public nn::Module {
  public:
   explicit TMux(const TMuxConfig& config, Generator* gen = nullptr);
 
-  // ids (B·N, L) -> (B·N, L') with the prefix / CLS of the demux variant.
+  // ids (B·N, L) -> (B·N, L') with the prefix / CLS of the demux variant, on ids' device.
   Tensor prefixed_ids(const Tensor& ids) const;
   // The backbone's output h (B, L', d) for instance-grouped ids (B·N, L).
   Tensor encode(const Tensor& ids) const;

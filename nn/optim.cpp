@@ -112,6 +112,9 @@ void Optimizer::check_not_moved() const {
     MUXNET_CHECK(s.param.is_contiguous(), name_, ": parameter '", s.name, "' is no longer contiguous", hint);
     MUXNET_CHECK(s.buffers.empty() || s.buffers[0].dtype() == s.param.dtype(), name_, ": parameter '", s.name,
                  "' is now ", s.param.dtype(), ", its state ", s.buffers[0].dtype(), hint);
+    // Module::to(Device) keeps the parameter's identity but not its device: the state stayed behind.
+    MUXNET_CHECK(s.buffers.empty() || s.buffers[0].device() == s.param.device(), name_, ": parameter '", s.name,
+                 "' is now on ", s.param.device(), ", its state on ", s.buffers[0].device(), hint);
   }
 }
 

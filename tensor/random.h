@@ -46,16 +46,23 @@ class Generator {
 Generator& default_generator();
 void manual_seed(uint64_t seed);
 
+// The tensor factories below return a tensor on `device`. The numbers are ALWAYS drawn on the host by
+// the generator above and then moved: a draw gives the same values on every device for the same
+// (seed, offset), so a CUDA run reproduces a CPU run's dropout masks and sampled queries exactly.
+// NOTE: this costs one host fill and one host-to-device copy per draw; fine for dropout masks and
+// initialisers, the only run-time users. A device-side fill of the same counters could replace it.
+
 // Uniform in [low, high).
 Tensor rand(const Shape& shape, DType dtype = DType::F32, Generator* gen = nullptr, double low = 0.0,
-            double high = 1.0);
+            double high = 1.0, Device device = Device::CPU);
 // Normal(mean, std) by Box-Muller (two counters per element).
 Tensor randn(const Shape& shape, DType dtype = DType::F32, Generator* gen = nullptr, double mean = 0.0,
-             double std = 1.0);
+             double std = 1.0, Device device = Device::CPU);
 // 1 with probability p, else 0.
-Tensor bernoulli(const Shape& shape, double p, DType dtype = DType::F32, Generator* gen = nullptr);
+Tensor bernoulli(const Shape& shape, double p, DType dtype = DType::F32, Generator* gen = nullptr,
+                 Device device = Device::CPU);
 // Integers uniform in [low, high).
 Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype = DType::I64,
-               Generator* gen = nullptr);
+               Generator* gen = nullptr, Device device = Device::CPU);
 
 }  // namespace muxnet

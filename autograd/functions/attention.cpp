@@ -71,7 +71,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
       if (dropout_p == 1.0) {
         keep = zeros(P.shape(), P.dtype(), P.device());
       } else {
-        keep = ops::mul(bernoulli(P.shape(), 1.0 - dropout_p, P.dtype(), gen).to(P.device()), 1.0 / (1.0 - dropout_p));
+        keep = ops::mul(bernoulli(P.shape(), 1.0 - dropout_p, P.dtype(), gen, P.device()), 1.0 / (1.0 - dropout_p));
       }
       Pd = ops::mul(P, keep);
     }

@@ -23,7 +23,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
     if (p == 1.0) {
       out = zeros(x.shape(), x.dtype(), x.device());
     } else {
-      Tensor mask = bernoulli(x.shape(), 1.0 - p, x.dtype(), gen).to(x.device());
+      Tensor mask = bernoulli(x.shape(), 1.0 - p, x.dtype(), gen, x.device());
       scaled_mask = ops::mul(mask, 1.0 / (1.0 - p));
       out = ops::mul(x, scaled_mask);
     }
