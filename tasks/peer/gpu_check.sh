@@ -104,7 +104,7 @@ stage bench-layers 45 build/bench_layers --device cuda "${bench_args[@]}"
   echo
   for b in "${thr_batches[@]}"; do
     f="$out/throughput_b$b.log"
-    [ -f "$f" ] && { echo "-- throughput --batch $b"; grep -E "^device:|^(model|plain|N=[0-9]+) " "$f" | grep -v " pass "; }
+    [ -f "$f" ] && { echo "-- throughput --batch $b"; grep -E "^device:|^(model|plain|N=[0-9]+) " "$f"; }  # progress lines start with spaces
   done
   [ -f "$out/train-step.log" ] && { echo "-- train step (retrieval, B = 8 mixed)"; grep -E "^retrieval:|^N |^[0-9]+ " "$out/train-step.log"; }
   [ -f "$out/bench-layers.log" ] && { echo "-- bench_layers"; grep -E "^bench_layers|step " "$out/bench-layers.log"; }
