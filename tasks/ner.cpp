@@ -49,6 +49,7 @@ struct Flags {
   int64_t min_count = 4, max_vocab = 50000;
   uint64_t seed = 0;
   int threads = 0;
+  tasks::DeviceFlags device;
   std::string save, load, init, data_dir, runs = "runs";
 };
 
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", f.seed, "seed of the weights, the data order and the retrieval queries")
       ->capture_default_str();
   app.add_option("--threads", f.threads, "threads (default: all cores)");
+  tasks::add_device_flags(app, f.device);
   app.add_option("--save", f.save, "write the best checkpoint (a sweep adds _n<N> before the extension)");
   app.add_option("--load", f.load,
                  "start from a ner checkpoint (its architecture and vocabulary win; --steps 0: evaluate)");
@@ -110,6 +112,7 @@ int main(int argc, char** argv) {
 
   return tasks::run_task(app, argc, argv, [&] {
     if (f.threads > 0) set_num_threads(f.threads);
+    const Device device = tasks::resolve_device(f.device);
     std::vector<int64_t> ns = tasks::parse_n_list(f.n);
     std::vector<int64_t> steps = tasks::parse_int_list(f.steps, "--steps");
     if (steps.size() != 1 && steps.size() != ns.size()) {
@@ -132,9 +135,10 @@ int main(int argc, char** argv) {
     tasks::Vocabulary vocab = from_meta.count("vocab.json")
                                   ? tasks::Vocabulary::from_json(from_meta.at("vocab.json"))
                                   : tasks::build_ner_vocabulary(train.tokens, f.min_count, f.max_vocab);
-    std::printf("conll2003: %zu train / %zu dev / %zu test sentences, vocabulary %lld words%s\n", train.tokens.size(),
-                dev.tokens.size(), test.tokens.size(), (long long)vocab.size(),
-                from_meta.count("vocab.json") ? " (from the checkpoint)" : "");
+    std::printf("conll2003: %zu train / %zu dev / %zu test sentences, vocabulary %lld words%s; device %s, %d threads\n",
+                train.tokens.size(), dev.tokens.size(), test.tokens.size(), (long long)vocab.size(),
+                from_meta.count("vocab.json") ? " (from the checkpoint)" : "", tasks::device_banner(device).c_str(),
+                get_num_threads());
 
     std::printf("%-4s %7s %9s %8s %8s %8s %8s\n", "N", "steps", "train s", "dev F1", "test P", "test R", "test F1");
     for (size_t ni = 0; ni < ns.size(); ++ni) {
@@ -173,6 +177,7 @@ int main(int argc, char** argv) {
         for (const auto& m : init.mismatched) std::printf("; kept initial (shape differs): %s", m.c_str());
         std::printf("\n");
       }
+      model.to(device);  // built and loaded on the cpu; the optimizers are built in train_ner, after this
       model.pack_parameters();
 
       const int64_t start = cfg.demux == mux::DemuxKind::Mlp ? 1 : 0;  // the mlp demux's CLS takes position 0
@@ -239,6 +244,7 @@ int main(int argc, char** argv) {
       tasks::append_metrics(f.runs, "ner", {{"event", "result"}, {"n", cfg.n}, {"steps", r.steps_run},
                                             {"warmup_steps", r.warmup_steps_run}, {"best_step", r.best_step},
                                             {"train_s", r.train_seconds}, {"threads", get_num_threads()},
+                                            {"device", device_name(device)},
                                             {"dev_f1", r.best_dev_f1}, {"test", scores_json(t)},
                                             {"test_precision", t.total.precision()}, {"test_recall", t.total.recall()},
                                             {"test_f1", t.total.f1()}, {"batch", f.batch}, {"lr", o.lr},

@@ -6,11 +6,15 @@
 // split, saved with the checkpoint) and writes the warm-up checkpoint that the sst2/ner tasks start
 // from. Each step samples, per mixed sequence and position, the instance to query (loss = mean
 // cross-entropy over the queried tokens). Evaluation queries EVERY instance at every position of
-// held-out sequences and reports accuracy overall and per instance slot, then inference throughput.
+// held-out sequences and reports accuracy overall and per instance slot, the median time of a
+// training step (forward, backward, clip, AdamW and the step's metrics, read on the host, so the
+// device has finished), then inference throughput.
 //
 //   build/retrieval                      # the default of `make run`: N = 5, synthetic, stops at 99%
 //   build/retrieval --n 2,5,10,20        # a sweep: one row per N
 //   build/retrieval --data sst2 --save runs/warmup_sst2.safetensors
+//   build/retrieval --device cuda --n 10 --vocab 5000 --len 64 --d 256 --ff 1024 --layers 4 --batch 8
+//       --steps 300 --target 0 --eval-every 1000   # step time of the ../shared/bench T-MUX config on a GPU
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +29,7 @@
 #include "tasks/common/progress.h"
 #include "tasks/common/text_data.h"
 #include "tasks/common/tmux_flags.h"
+#include "tensor/device.h"
 #include "tensor/ops.h"
 
 using namespace muxnet;
@@ -41,6 +46,7 @@ struct Flags {
   double lr = 3e-3, weight_decay = 0.01, clip = 1.0, target = 0.995;
   uint64_t seed = 0;
   int threads = 0;
+  tasks::DeviceFlags device;
   std::string save, load, data = "synthetic", data_dir, runs = "runs";
   int64_t min_count = 1, max_vocab = 20000;
 };
@@ -79,8 +85,8 @@ struct Eval {
 Eval evaluate(const mux::TMux& model, const Source& src, int64_t mixed_rows, uint64_t seed) {
   const int64_t N = model.config.n;
   Generator gen(seed);
-  Tensor ids = src.batch(mixed_rows * N, gen, true, 0);
-  std::vector<int64_t> pred = model.retrieve_all(ids).to_vector<int64_t>();
+  Tensor ids = src.batch(mixed_rows * N, gen, true, 0);  // on the host: read below
+  std::vector<int64_t> pred = model.retrieve_all(ids.to(tasks::module_device(model))).to_vector<int64_t>();
   std::vector<int64_t> want = ids.to_vector<int64_t>();
   std::vector<int64_t> correct(size_t(N), 0), total(size_t(N), 0);
   const int64_t L = model.config.max_len;
@@ -104,15 +110,19 @@ Eval evaluate(const mux::TMux& model, const Source& src, int64_t mixed_rows, uin
 }
 
 // Inference instances/s: the retrieval forward (all instances, all positions) on a fixed batch.
+// On a GPU the clock is read after device_synchronize: kernels run asynchronously.
 double throughput(mux::TMux& model, const Source& src, int64_t mixed_rows) {
   Generator gen(99);
-  Tensor ids = src.batch(mixed_rows * model.config.n, gen, true, 0);
+  const Device device = tasks::module_device(model);
+  Tensor ids = src.batch(mixed_rows * model.config.n, gen, true, 0).to(device);
   model.eval();
   model.retrieve_all(ids);  // warm-up: fills the allocator cache
+  device_synchronize(device);
   std::vector<double> t;
   for (int i = 0; i < 5; ++i) {
     double t0 = now_s();
     model.retrieve_all(ids);
+    device_synchronize(device);
     t.push_back(now_s() - t0);
   }
   model.train();
@@ -147,12 +157,14 @@ int main(int argc, char** argv) {
   app.add_option("--max-vocab", f.max_vocab, "sst2: maximum vocabulary size")->capture_default_str();
   app.add_option("--seed", f.seed, "seed of the weights, data and queries")->capture_default_str();
   app.add_option("--threads", f.threads, "threads (default: all cores)");
+  tasks::add_device_flags(app, f.device);
   app.add_option("--save", f.save, "write a checkpoint (a sweep adds _n<N> before the extension)");
   app.add_option("--load", f.load, "start from a checkpoint (its architecture wins over the flags)");
   app.add_option("--runs", f.runs, "directory for metrics (runs/retrieval.jsonl); empty: none")->capture_default_str();
 
   return tasks::run_task(app, argc, argv, [&] {
     if (f.threads > 0) set_num_threads(f.threads);
+    const Device device = tasks::resolve_device(f.device);
     std::vector<int64_t> ns = tasks::parse_n_list(f.n);
     if (!f.load.empty() && ns.size() > 1) throw InputError("--load works with a single --n");
 
@@ -176,8 +188,10 @@ int main(int argc, char** argv) {
     } else {
       src.vocab = f.vocab;
     }
+    std::printf("retrieval: device %s, %d threads\n", tasks::device_banner(device).c_str(), get_num_threads());
 
-    std::printf("%-4s %7s %9s %10s %10s  %-s\n", "N", "steps", "train s", "held-out", "inst/s", "per-slot accuracy");
+    std::printf("%-4s %7s %9s %8s %10s %10s  %-s\n", "N", "steps", "train s", "step ms", "held-out", "inst/s",
+                "per-slot accuracy");
     for (int64_t n : ns) {
       // ---- model
       mux::TMuxConfig cfg;
@@ -200,6 +214,7 @@ int main(int argc, char** argv) {
       Generator init_gen(f.seed), data_gen(f.seed + 1), query_gen(f.seed + 2);
       mux::TMux model(cfg, &init_gen);
       if (!f.load.empty()) nn::load_checkpoint(f.load, model);
+      model.to(device);  // built and loaded on the cpu; the optimizer comes after the move
       model.pack_parameters();
       nn::AdamW optim(model, f.lr, 0.9, 0.999, 1e-8, f.weight_decay);
       nn::LRSchedule schedule = nn::LRSchedule::linear_warmup(f.lr, f.warmup, std::max<int64_t>(f.steps, 1));
@@ -209,9 +224,11 @@ int main(int argc, char** argv) {
       double t0 = now_s(), acc_ema = 0, loss_ema = 0;
       int64_t step = 0;
       Eval last;
+      std::vector<double> step_s;  // each step alone: its metrics are read on the host, so it has finished
       for (step = 1; step <= f.steps; ++step) {
+        const double s0 = now_s();
         schedule.apply(optim);
-        Tensor ids = src.batch(f.batch * n, data_gen, false);
+        Tensor ids = src.batch(f.batch * n, data_gen, false).to(device);
         mux::TMuxOutput out = model.forward(ids, Tensor(), &query_gen);
         optim.zero_grad();
         out.loss.backward();
@@ -219,12 +236,14 @@ int main(int argc, char** argv) {
         optim.step();
         {  // accuracy on this step's queried tokens
           NoGradGuard no_grad;
-          Tensor valid = ops::ne(out.retrieval_targets, scalar_tensor(-100, DType::I64));
+          Tensor valid = ops::ne(out.retrieval_targets, scalar_tensor(-100, DType::I64).to(device));
           Tensor hit = ops::mul(ops::eq(ops::argmax(out.retrieval_logits, -1), out.retrieval_targets), valid);
           double acc = ops::sum(hit).item() / std::max(1.0, ops::sum(valid).item());
+          const double loss = out.loss.item();
           acc_ema = step == 1 ? acc : 0.95 * acc_ema + 0.05 * acc;
-          loss_ema = step == 1 ? out.loss.item() : 0.95 * loss_ema + 0.05 * out.loss.item();
+          loss_ema = step == 1 ? loss : 0.95 * loss_ema + 0.05 * loss;
         }
+        step_s.push_back(now_s() - s0);
         bar.update(step, loss_ema, acc_ema);
         if (step % f.eval_every == 0 || step == f.steps) {
           model.eval();
@@ -239,6 +258,11 @@ int main(int argc, char** argv) {
       bar.finish();
       const double train_s = now_s() - t0;
       const int64_t steps_run = std::min(step, f.steps);
+      double step_med = 0;  // the median: robust to the first steps, which fill the allocator cache
+      if (!step_s.empty()) {
+        std::sort(step_s.begin(), step_s.end());
+        step_med = step_s[step_s.size() / 2];
+      }
 
       // ---- evaluate on the full held-out set, then throughput
       model.eval();
@@ -250,15 +274,18 @@ int main(int argc, char** argv) {
         std::snprintf(buf, sizeof buf, "%s%.3f", slots.empty() ? "" : " ", a);
         slots += buf;
       }
-      std::printf("%-4lld %7lld %9.1f %9.2f%% %10.0f  %s\n", (long long)n, (long long)steps_run, train_s,
-                  100.0 * e.accuracy, ips, slots.c_str());
+      std::printf("%-4lld %7lld %9.1f %8.2f %9.2f%% %10.0f  %s\n", (long long)n, (long long)steps_run, train_s,
+                  step_med * 1e3, 100.0 * e.accuracy, ips, slots.c_str());
       std::fflush(stdout);
       nlohmann::json cfg_json;
       for (auto& [k, v] : cfg.to_metadata()) cfg_json[k] = v;
       tasks::append_metrics(f.runs, "retrieval", {{"event", "result"}, {"n", n}, {"steps", steps_run},
-                                                  {"train_s", train_s}, {"heldout_acc", e.accuracy},
+                                                  {"train_s", train_s}, {"step_s_med", step_med},
+                                                  {"batch", f.batch}, {"heldout_acc", e.accuracy},
                                                   {"per_slot_acc", e.per_slot}, {"heldout_tokens", e.tokens},
                                                   {"instances_per_s", ips}, {"threads", get_num_threads()},
+                                                  {"device", device_name(device)},
+                                                  {"device_name", device_describe(device)}, {"tf32", allow_tf32()},
                                                   {"data", f.data}, {"config", cfg_json}});
       if (!f.save.empty()) {
         nn::Metadata meta = cfg.to_metadata();

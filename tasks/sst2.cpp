@@ -39,6 +39,7 @@ struct Flags {
   tasks::SeqClsTrainOptions train;
   std::string init, save, load, data_dir, runs = "runs";
   int threads = 0;
+  tasks::DeviceFlags device;
 };
 
 bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
@@ -103,12 +104,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--seed", f.train.seed, "seed of the weights, data order and retrieval queries")->capture_default_str();
   app.add_option("--threads", f.threads, "threads (default: all cores)");
+  tasks::add_device_flags(app, f.device);
   app.add_option("--save", f.save, "write the trained model (a sweep adds _n<N> before the extension)");
   app.add_option("--load", f.load, "start from an sst2 checkpoint (its architecture and vocabulary win)");
   app.add_option("--runs", f.runs, "directory for metrics (runs/sst2.jsonl); empty: none")->capture_default_str();
 
   return tasks::run_task(app, argc, argv, [&] {
     if (f.threads > 0) set_num_threads(f.threads);
+    const Device device = tasks::resolve_device(f.device);
     std::vector<int64_t> ns = tasks::parse_n_list(f.n);
     if (!f.load.empty() && ns.size() > 1) throw InputError("--load works with a single --n");
     if (!f.load.empty() && !f.init.empty()) throw InputError("--load and --init exclude each other");
@@ -121,7 +124,8 @@ int main(int argc, char** argv) {
     const tasks::LabeledSentences train_text = tasks::read_sst2(dir + "/sst2/train.tsv");
     const tasks::LabeledSentences dev_text = tasks::read_sst2(dir + "/sst2/dev.tsv");
     const tasks::Vocabulary own_words = tasks::Vocabulary::build(train_text.tokens, f.min_count, f.max_vocab);
-    std::printf("sst2: %zu train / %zu dev sentences\n", train_text.tokens.size(), dev_text.tokens.size());
+    std::printf("sst2: %zu train / %zu dev sentences; device %s, %d threads\n", train_text.tokens.size(),
+                dev_text.tokens.size(), tasks::device_banner(device).c_str(), get_num_threads());
     std::printf("%-4s %7s %9s %9s %16s  %s\n", "N", "steps", "train s", "dev acc", "best dev (step)", "init");
     std::fflush(stdout);
 
@@ -166,6 +170,7 @@ int main(int argc, char** argv) {
       }
       if (!f.init.empty() && n == 1) std::printf("N=1 is the un-multiplexed baseline: trained from scratch\n");
       std::fflush(stdout);
+      model->to(device);  // built and loaded on the cpu; train_seqcls builds the optimizer after this
 
       // ---- data, with this model's vocabulary and length
       tasks::SeqClsData train, dev;
@@ -206,7 +211,8 @@ int main(int argc, char** argv) {
                                              {"dev_sentences", dev.size()}, {"steps", r.steps},
                                              {"batch", opt.batch}, {"lr", opt.lr}, {"train_s", r.train_s},
                                              {"train_loss", r.train_loss}, {"train_acc", r.train_acc},
-                                             {"threads", get_num_threads()}, {"init", s.init_path},
+                                             {"threads", get_num_threads()}, {"device", device_name(device)},
+                                             {"init", s.init_path},
                                              {"load", f.load}, {"seed", opt.seed}, {"config", cfg_json}});
       if (!f.save.empty()) {
         nn::Metadata meta = s.config.to_metadata();

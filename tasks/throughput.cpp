@@ -9,10 +9,14 @@
 // instances/s. Printed per N: the multiplier vs the plain classifier and vs N = 1, the FLOP ceiling of
 // each multiplier (tasks/common/throughput.h) and the measured fraction of it.
 // The weights are random unless --load gives them: the FLOPs, not the weights, set the time.
+// --device cuda: models and batches live on the GPU (built on the cpu, then moved); a pass is timed
+// from its launch to device_synchronize (kernels run asynchronously), and the printed table is the
+// same. The GPU wants bigger passes than the cpu default: tasks/peer/gpu_check.sh uses --batch 256.
 //
 //   build/throughput                                  # L = 128, N = 1,2,5,10,20,40 and plain
 //   build/throughput --len 64 --threads 2             # the peer's RESULTS.md shape
 //   build/throughput --n 20 --repeats 5 --save runs/thru.safetensors
+//   build/throughput --device cuda --batch 256        # on a GPU
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -25,6 +29,7 @@
 #include "tasks/common/cli.h"
 #include "tasks/common/metrics.h"
 #include "tasks/common/throughput.h"
+#include "tensor/device.h"
 
 using namespace muxnet;
 using muxnet::tasks::InputError;
@@ -39,6 +44,8 @@ struct Flags {
   uint64_t seed = 0;
   int threads = 0;
   std::string save, load, runs = "runs";
+  tasks::DeviceFlags device_flags;
+  Device device = Device::CPU;  // resolved from device_flags
 };
 
 double now_s() {
@@ -67,7 +74,8 @@ struct Point {
   double ips() const { return double(instances) / med; }
 };
 
-// Times `pass` (which returns the number of predictions made): warm-up, then each pass alone.
+// Times `pass` (which returns the number of predictions made): warm-up, then each pass alone, up to
+// device_synchronize (a GPU pass has only been queued when `pass` returns; a no-op on the cpu).
 // Progress: a line per quarter of the passes with the latest pass time.
 template <typename Pass>
 Point time_passes(Point p, const Flags& f, const std::string& label, Pass pass) {
@@ -76,6 +84,7 @@ Point time_passes(Point p, const Flags& f, const std::string& label, Pass pass) 
   for (int64_t s = 0; s < total; ++s) {
     double t0 = now_s();
     p.predictions = pass(s);
+    device_synchronize(f.device);
     double dt = now_s() - t0;
     if (s >= f.warmup) t.push_back(dt);
     if ((s + 1) % every == 0 || s + 1 == total) {
@@ -93,14 +102,16 @@ Point time_passes(Point p, const Flags& f, const std::string& label, Pass pass) 
   return p;
 }
 
-// A pass classifies one of three fixed random batches, in turn (as the peer does).
-std::vector<Tensor> random_batches(int64_t rows, int64_t len, int64_t vocab, int64_t cls_id, uint64_t seed) {
+// A pass classifies one of three fixed random batches, in turn (as the peer does). Drawn on the cpu
+// (the same ids on every device), then moved to `device` before any pass is timed.
+std::vector<Tensor> random_batches(int64_t rows, int64_t len, int64_t vocab, int64_t cls_id, uint64_t seed,
+                                   Device device) {
   Generator gen(seed);
   std::vector<Tensor> out;
   for (int k = 0; k < 3; ++k) {
     Tensor ids = randint(0, vocab, {rows, len}, DType::I64, &gen);
     if (cls_id >= 0) ids.narrow(1, 0, 1).fill_(double(cls_id));  // plain: token 0 is CLS
-    out.push_back(ids);
+    out.push_back(ids.to(device));
   }
   return out;
 }
@@ -139,8 +150,9 @@ Point run_plain(const Flags& f, const tasks::ClsShape& shape) {
   tasks::PlainClassifier model(f.vocab, shape, f.heads, &init_gen);
   const std::string path = model_path(f.load.empty() ? f.save : f.load, "plain");
   if (!f.load.empty()) nn::load_checkpoint(path, model);  // checked by check_checkpoints
+  model.to(f.device);
   model.eval();
-  std::vector<Tensor> data = random_batches(f.batch, f.len, f.vocab, model.cls_id(), f.seed + 1);
+  std::vector<Tensor> data = random_batches(f.batch, f.len, f.vocab, model.cls_id(), f.seed + 1, f.device);
   Point p;
   p.plain = true;
   p.positions = f.len;
@@ -175,8 +187,9 @@ Point run_tmux(const Flags& f, int64_t n) {
   Generator init_gen(f.seed);
   mux::TMux model(cfg, &init_gen);
   if (!f.load.empty()) nn::load_checkpoint(path, model);
+  model.to(f.device);
   model.eval();
-  std::vector<Tensor> data = random_batches(f.batch * n, f.len, f.vocab, -1, f.seed + 1);
+  std::vector<Tensor> data = random_batches(f.batch * n, f.len, f.vocab, -1, f.seed + 1, f.device);
   Point p;
   p.n = n;
   p.positions = cfg.seq_len();
@@ -216,12 +229,14 @@ int main(int argc, char** argv) {
                "skip T-MUX's second position add + LayerNorm after the mux (the peer has none)");
   app.add_option("--seed", f.seed, "seed of the weights and the random sentences")->capture_default_str();
   app.add_option("--threads", f.threads, "threads (default: all cores)");
+  tasks::add_device_flags(app, f.device_flags);
   app.add_option("--save", f.save, "write each timed model (adds _plain / _n<N> before the extension)");
   app.add_option("--load", f.load, "time the models saved by --save under this name instead of random ones");
   app.add_option("--runs", f.runs, "directory for metrics (runs/throughput.jsonl); empty: none")->capture_default_str();
 
   return tasks::run_task(app, argc, argv, [&] {
     if (f.threads > 0) set_num_threads(f.threads);
+    f.device = tasks::resolve_device(f.device_flags);
     if (f.d % f.heads != 0) throw InputError("--d " + std::to_string(f.d) + " must be a multiple of --heads " + std::to_string(f.heads));
     std::vector<int64_t> ns = tasks::parse_int_list(f.n, "--n");
     for (int64_t n : ns) {
@@ -238,6 +253,8 @@ int main(int argc, char** argv) {
                 (long long)f.len, (long long)f.batch, (long long)f.d, (long long)f.heads, (long long)f.ff,
                 (long long)f.layers, (long long)f.vocab, get_num_threads(), (long long)f.warmup,
                 (long long)f.repeats, load_average().c_str());
+    const std::string device_name_line = tasks::device_banner(f.device);
+    std::printf("device: %s\n", device_name_line.c_str());
     std::fflush(stdout);
 
     if (!f.load.empty()) check_checkpoints(f, ns);
@@ -274,7 +291,8 @@ int main(int argc, char** argv) {
                             {"time_med_s", p.med}, {"time_min_s", p.min}, {"time_max_s", p.max},
                             {"inst_per_s", p.ips()}, {"ceiling_vs_plain", c_plain}, {"ceiling_vs_n1", c_n1},
                             {"gflop_pass", flops / 1e9}, {"gflops", gflops}, {"reembed", !f.no_reembed},
-                            {"seed", f.seed}, {"loadavg", load_average()}};
+                            {"seed", f.seed}, {"loadavg", load_average()}, {"device", device_name(f.device)},
+                            {"device_name", device_name_line}, {"tf32", allow_tf32()}};
       if (plain) rec["x_vs_plain"] = x_plain;
       if (n1) rec["x_vs_n1"] = x_n1;
       if (plain && !p.plain) rec["frac_of_ceiling_vs_plain"] = x_plain / c_plain;

@@ -43,6 +43,7 @@ struct Flags {
   bool eval_each_epoch = true;
   uint64_t seed = 0;
   int threads = 0;
+  tasks::DeviceFlags device;
   std::string save, load, data_dir, images_dir, runs = "runs";
 };
 
@@ -110,12 +111,14 @@ int main(int argc, char** argv) {
                  "if present, else /usr/share/datasets/fashion-mnist)");
   app.add_option("--seed", f.seed, "seed of the weights, keys and batches")->capture_default_str();
   app.add_option("--threads", f.threads, "threads (default: all cores)");
+  tasks::add_device_flags(app, f.device);
   app.add_option("--save", f.save, "write a checkpoint (a sweep adds _n<N> before the extension)");
   app.add_option("--load", f.load, "start from a checkpoint (its model options win over the flags; --epochs 0: evaluate only)");
   app.add_option("--runs", f.runs, "directory for metrics (runs/vision.jsonl); empty: none")->capture_default_str();
 
   return tasks::run_task(app, argc, argv, [&] {
     if (f.threads > 0) set_num_threads(f.threads);
+    const Device device = tasks::resolve_device(f.device);
     const bool cnn = f.model == "cnn";
     std::vector<int64_t> ns = tasks::parse_int_list(f.n, "--n");
     for (int64_t n : ns) {
@@ -146,9 +149,10 @@ int main(int argc, char** argv) {
     const std::string dir = dataset_dir(f);
     double t_load = now_s();
     tasks::ImageDataset data = tasks::load_image_dataset(dir);
-    std::printf("%s: %lld train / %lld test images of %lldx%lld from %s (%.1f s)\n", f.dataset.c_str(),
-                (long long)data.train.images.count, (long long)data.test.images.count,
-                (long long)data.train.images.rows, (long long)data.train.images.cols, dir.c_str(), now_s() - t_load);
+    std::printf("%s: %lld train / %lld test images of %lldx%lld from %s (%.1f s); device %s, %d threads\n",
+                f.dataset.c_str(), (long long)data.train.images.count, (long long)data.test.images.count,
+                (long long)data.train.images.rows, (long long)data.train.images.cols, dir.c_str(), now_s() - t_load,
+                tasks::device_banner(device).c_str(), get_num_threads());
     const int64_t steps_per_epoch = f.steps_per_epoch > 0 ? f.steps_per_epoch : data.train.images.count / f.batch;
 
     std::printf("%-4s %-16s %7s %9s %8s  %-s\n", "N", "mux", "steps", "train s", "test %", "per-slot test accuracy %");
@@ -173,6 +177,7 @@ int main(int argc, char** argv) {
       Generator init_gen(f.seed), data_gen(f.seed + 1);
       tasks::VisionNet net(cfg, &init_gen);
       if (!f.load.empty()) nn::load_checkpoint(f.load, net.module());
+      net.module().to(device);  // built and loaded on the cpu; the optimizer comes after the move
       net.module().pack_parameters();
       std::unique_ptr<nn::Optimizer> optim;
       if (optim_name == "sgd") {
@@ -234,6 +239,7 @@ int main(int argc, char** argv) {
            {"loss", cfg.loss}, {"optim", optim_name}, {"lr", lr}, {"schedule", schedule_name}, {"batch", f.batch},
            {"epochs", double(step) / double(std::max<int64_t>(steps_per_epoch, 1))}, {"steps", step},
            {"stopped_early", out_of_time}, {"train_s", train_s}, {"threads", get_num_threads()},
+           {"device", device_name(device)},
            {"test_acc", a.mean}, {"per_slot_acc", a.per_slot}, {"per_slot_images", a.per_slot_images},
            {"seed", f.seed}, {"config", cfg_json}});
       if (!f.save.empty()) {

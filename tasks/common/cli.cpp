@@ -1,4 +1,4 @@
-// cli.cpp — task entry point, data directory, list flags.
+// cli.cpp — task entry point, data directory, list flags, the device flags.
 #include "tasks/common/cli.h"
 
 #include <sys/stat.h>
@@ -7,7 +7,9 @@
 #include <iostream>
 #include <sstream>
 
+#include "nn/module.h"
 #include "tensor/check.h"
+#include "tensor/device.h"
 
 namespace muxnet::tasks {
 
@@ -74,6 +76,41 @@ std::string with_n_suffix(const std::string& path, int64_t n, bool sweep) {
   const std::string suffix = "_n" + std::to_string(n);
   if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return path + suffix;  // no extension
   return path.substr(0, dot) + suffix + path.substr(dot);
+}
+
+void add_device_flags(CLI::App& app, DeviceFlags& f) {
+  app.add_option("--device", f.device, "cpu | cuda | cuda:K (the K-th GPU)")->capture_default_str();
+  app.add_flag("--tf32", f.tf32, "cuda: TF32 tensor-core matmuls (faster; f32 results then differ from the cpu's)");
+}
+
+Device resolve_device(const DeviceFlags& f) {
+  const bool cuda = f.device == "cuda" || f.device.rfind("cuda:", 0) == 0;
+  if (!cuda && f.device != "cpu") throw InputError("--device: expected cpu, cuda or cuda:K, got '" + f.device + "'");
+  if (cuda) {
+    // Asked before parse_device: for cuda:K it would select the GPU and fail with a library message.
+    const std::string why = device_unavailable_reason(Device::CUDA);
+    if (!why.empty()) throw InputError("--device " + f.device + " is not available: " + why);
+  }
+  Device device;
+  try {
+    device = parse_device(f.device);
+  } catch (const Error& e) {
+    throw InputError(std::string("--device: ") + e.what());
+  }
+  if (f.tf32) {
+    if (device != Device::CUDA) throw InputError("--tf32 applies to cuda devices only (got --device " + f.device + ")");
+    set_allow_tf32(true);
+  }
+  return device;
+}
+
+std::string device_banner(Device device) {
+  return device_describe(device) + (device != Device::CPU && allow_tf32() ? ", tf32" : "");
+}
+
+Device module_device(const nn::Module& module) {
+  std::vector<Tensor> params = module.parameters();
+  return params.empty() ? Device::CPU : params.front().device();
 }
 
 }  // namespace muxnet::tasks

@@ -158,7 +158,7 @@ class Sampler {
 // Fraction of non-ignored targets that argmax(logits) gets right.
 double accuracy(const Tensor& logits, const Tensor& targets) {
   NoGradGuard no_grad;
-  Tensor valid = ops::ne(targets, scalar_tensor(-100, DType::I64));
+  Tensor valid = ops::ne(targets, scalar_tensor(-100, DType::I64).to(targets.device()));
   Tensor hit = ops::mul(ops::eq(ops::argmax(logits, -1), targets), valid);
   return ops::sum(hit).item() / std::max(1.0, ops::sum(valid).item());
 }
@@ -173,11 +173,12 @@ NerEval evaluate_ner(mux::TMux& model, const NerInstances& data, int64_t groups)
   std::vector<std::vector<int64_t>> pred(data.gold.size());
   for (size_t s = 0; s < pred.size(); ++s) pred[s].assign(data.gold[s].size(), 0);
   const int64_t total_groups = (count + N - 1) / N;
+  const Device device = module_device(model);
   for (int64_t g0 = 0; g0 < total_groups; g0 += groups) {
     const int64_t g = std::min(groups, total_groups - g0);
     std::vector<int64_t> rows;
     for (int64_t r = g0 * N; r < (g0 + g) * N; ++r) rows.push_back(r % count);  // the last group wraps around
-    std::vector<int64_t> p = model.predict(gather_rows(data.ids, L, rows)).to_vector<int64_t>();
+    std::vector<int64_t> p = model.predict(gather_rows(data.ids, L, rows).to(device)).to_vector<int64_t>();
     for (int64_t k = 0; k < int64_t(rows.size()); ++k) {
       const int64_t r = g0 * N + k;
       if (r >= count) break;  // padding instances: predicted, never scored
@@ -221,6 +222,7 @@ NerTrainResult train_ner(mux::TMux& model, const NerInstances& train, const NerI
   Generator k_gen(o.seed + 2), drop_gen(o.seed + 3);
   MUXNET_CHECK(o.word_dropout == 0 || !train.shapes.empty(), "train_ner: word dropout needs the shape ids");
   NerTrainResult res;
+  const Device device = module_device(model);  // the caller moved the model; batches follow it
   const double t0 = now_s();
   auto draw = [&](Tensor& ids, Tensor& labels) {
     std::vector<int64_t> r = sampler.next(rows);
@@ -233,8 +235,8 @@ NerTrainResult train_ner(mux::TMux& model, const NerInstances& train, const NerI
         w.push_back(drop ? train.shapes[size_t(t)] : train.ids[size_t(t)]);
       }
     }
-    ids = from_vector<int64_t>(w, {int64_t(r.size()), train.len});
-    labels = gather_rows(train.labels, train.len, r);
+    ids = from_vector<int64_t>(w, {int64_t(r.size()), train.len}).to(device);
+    labels = gather_rows(train.labels, train.len, r).to(device);
   };
   model.train();
 

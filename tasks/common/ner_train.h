@@ -11,6 +11,8 @@
 // Loss: TMuxConfig's task_coeff · CE(task) + retrieval_coeff · CE(retrieval). An optional retrieval
 // warm-up (PAPER.md §1.5) first trains on the retrieval loss alone, with its own AdamW, before the
 // task optimizer starts from zero state (as finetuning from a warm-up checkpoint does).
+// Device: the model may live on any device (Module::to before train_ner); batches go to its parameters'
+// device, predictions and metrics come back to the host.
 #pragma once
 
 #include <functional>

@@ -8,6 +8,7 @@
 
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "tasks/common/cli.h"
 #include "tasks/common/progress.h"
 #include "tensor/ops.h"
 
@@ -65,14 +66,15 @@ std::vector<int64_t> seqcls_predict(const mux::TMux& model, const SeqClsData& da
   std::vector<int64_t> out;
   if (rows == 0) return out;
   const int64_t groups = (rows + N - 1) / N;
+  const Device device = module_device(model);
   for (int64_t g0 = 0; g0 < groups; g0 += mixed_batch) {
     const int64_t g1 = std::min(groups, g0 + mixed_batch);
     std::vector<int64_t> idx;
     // Instance slot i of group g holds sentence g·N + i; past the end, a dummy (a real sentence, so
     // the mixture looks like the ones in training) whose prediction is dropped below.
     for (int64_t r = g0 * N; r < g1 * N; ++r) idx.push_back(r < rows ? r : r % rows);
-    Tensor pred = model.predict(gather(data, idx, L).first);
-    std::vector<int64_t> p = pred.to_vector<int64_t>();
+    Tensor pred = model.predict(gather(data, idx, L).first.to(device));
+    std::vector<int64_t> p = pred.to_vector<int64_t>();  // copies to the host
     for (int64_t k = 0; k < int64_t(p.size()) && g0 * N + k < rows; ++k) out.push_back(p[size_t(k)]);
   }
   return out;
@@ -91,6 +93,7 @@ SeqClsResult train_seqcls(mux::TMux& model, const SeqClsData& train, const SeqCl
   MUXNET_CHECK(train.size() >= per_step, "train_seqcls: ", train.size(), " training sentences, one step needs ",
                per_step, " (batch ", opt.batch, " x N ", N, ")");
   Generator data_gen(opt.seed + 1), query_gen(opt.seed + 2);
+  const Device device = module_device(model);  // the caller moved the model; batches follow it
   model.pack_parameters();
   model.train();
   nn::AdamW optim(model, opt.lr, 0.9, 0.999, 1e-8, opt.weight_decay);
@@ -118,7 +121,8 @@ SeqClsResult train_seqcls(mux::TMux& model, const SeqClsData& train, const SeqCl
   double eval_s = 0;  // dev evaluations are not training time
   for (int64_t step = 1; step <= opt.steps; ++step) {
     schedule.apply(optim);
-    auto [ids, labels] = gather(train, next_rows(), L);
+    auto [host_ids, host_labels] = gather(train, next_rows(), L);
+    const Tensor ids = host_ids.to(device), labels = host_labels.to(device);
     mux::TMuxOutput out = model.forward(ids, labels, &query_gen);
     optim.zero_grad();
     out.loss.backward();

@@ -5,6 +5,8 @@
 // sentences per mixed sequence and trains (1 - r)·task + r·retrieval (r = 0.1 as the paper's finetuning,
 // PAPER.md §1.6). Evaluation groups the sentences N at a time in their order; the last group is filled
 // with dummy instances (copies of the first sentences) whose predictions are ignored.
+// The model may live on any device (Module::to before train_seqcls): batches go to its parameters'
+// device, predictions come back to the host.
 #pragma once
 
 #include <functional>

@@ -160,17 +160,19 @@ std::vector<int64_t> EpochSampler::next(int64_t k) {
   return out;
 }
 
-StepResult train_step(VisionNet& net, nn::Optimizer& optim, const Tensor& x, const Tensor& y) {
+StepResult train_step(VisionNet& net, nn::Optimizer& optim, const Tensor& host_x, const Tensor& host_y) {
   const VisionConfig& c = net.config;
+  const Device device = module_device(net.module());
+  const Tensor x = host_x.to(device), y = host_y.to(device);  // no copies on the cpu
   Tensor logits = net.logits(x);
   Tensor loss;
   if (c.loss == "mse") {
     // ±1 one-hot targets: 2·onehot − 1, built without autograd (targets need no gradient).
     const int64_t rows = y.numel();
     std::vector<float> t(size_t(rows * c.num_classes), -1.0f);
-    std::vector<int64_t> labels = y.to_vector<int64_t>();
+    std::vector<int64_t> labels = host_y.to_vector<int64_t>();
     for (int64_t r = 0; r < rows; ++r) t[size_t(r * c.num_classes + labels[size_t(r)])] = 1.0f;
-    Tensor target = from_vector<float>(t, {rows, c.num_classes});
+    Tensor target = from_vector<float>(t, {rows, c.num_classes}).to(device);
     loss = muxnet::mul(muxnet::mse_loss(muxnet::tanh(logits), target), 0.5 * double(c.n));
   } else {
     loss = muxnet::mul(muxnet::cross_entropy(logits, y), double(c.n));
@@ -188,6 +190,7 @@ StepResult train_step(VisionNet& net, nn::Optimizer& optim, const Tensor& x, con
 
 SlotAccuracy evaluate_slots(VisionNet& net, const ImageSplit& split, int64_t mixed_batch) {
   const int64_t n = net.config.n, block = split.images.count / n;
+  const Device device = module_device(net.module());
   NoGradGuard no_grad;
   const bool was_training = net.module().is_training();
   net.module().eval();
@@ -198,8 +201,8 @@ SlotAccuracy evaluate_slots(VisionNet& net, const ImageSplit& split, int64_t mix
     for (int64_t b = b0; b < b0 + rows; ++b) {
       for (int64_t i = 0; i < n; ++i) idx.push_back(i * block + b);
     }
-    Tensor pred = ops::argmax(net.logits(image_batch(split.images, idx, net.config.crop)), -1);
-    std::vector<int64_t> p = pred.to_vector<int64_t>();
+    Tensor pred = ops::argmax(net.logits(image_batch(split.images, idx, net.config.crop).to(device)), -1);
+    std::vector<int64_t> p = pred.to_vector<int64_t>();  // copies to the host
     for (size_t k = 0; k < idx.size(); ++k) correct[k % size_t(n)] += p[k] == split.labels[size_t(idx[k])];
   }
   net.module().train(was_training);

@@ -15,6 +15,10 @@
 // Test protocol: the test split is cut into N contiguous blocks of count/N images (the remainder,
 // under N images, is left out); instance slot i sees block i, so mixed example b holds images
 // i·(count/N) + b, i = 0..N-1. Accuracy is reported per slot and as the mean over slots.
+//
+// Device: the model may live on any device (Module::to before the optimizer is built); batches are
+// built on the host and moved to the device of the model's parameters inside train_step and
+// evaluate_slots.
 #pragma once
 
 #include <memory>
@@ -80,7 +84,8 @@ struct StepResult {
   double loss = 0;
   int64_t correct = 0, count = 0;
 };
-// One optimisation step on a batch (x instance-grouped, y its labels): forward, loss, backward, step.
+// One optimisation step on a batch (x instance-grouped, y its labels; host tensors, moved to the
+// model's device here): forward, loss, backward, step.
 StepResult train_step(VisionNet& net, nn::Optimizer& optim, const Tensor& x, const Tensor& y);
 
 struct SlotAccuracy {
