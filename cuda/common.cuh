@@ -1,5 +1,6 @@
 // common.cuh — what every CUDA file shares: error checks that name the failing call, the one stream,
-// the cuBLAS handle, launch geometry, and the per-family registration functions register.cu calls.
+// the cuBLAS handle, launch geometry (grid_for, grid-stride loops), and the per-family registration
+// functions register.cu calls.
 //
 // House rules for cuda/*.cu (STYLE.md): kernels first, then a `// launchers` banner, then the host
 // launchers that the dispatch table points at (same signatures as tensor/cpu/, see tensor/dispatch.h),
@@ -33,11 +34,19 @@ inline unsigned grid_for(int64_t n, int block = kBlock) {
   return unsigned(blocks < 1 ? 1 : blocks);
 }
 
+// First index and stride of a 1-d grid-stride loop (64-bit: tensors may exceed 2^31 elements).
+__device__ __forceinline__ int64_t grid_first() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ int64_t grid_step() { return int64_t(gridDim.x) * blockDim.x; }
+
 }  // namespace muxnet::cuda
 
 #define CUDA_CHECK(call) ::muxnet::cuda::check_cuda((call), #call, __FILE__, __LINE__)
 #define CUBLAS_CHECK(call) ::muxnet::cuda::check_cublas((call), #call, __FILE__, __LINE__)
 #define CUDA_CHECK_LAUNCH(name) ::muxnet::cuda::check_cuda(cudaGetLastError(), name, __FILE__, __LINE__)
+
+// A grid-stride loop over [0, n) in int64 (n may exceed 2^31): MUXNET_GRID_STRIDE(t, n) { ... t ... }.
+#define MUXNET_GRID_STRIDE(t, n) \
+  for (int64_t t = ::muxnet::cuda::grid_first(); t < (n); t += ::muxnet::cuda::grid_step())
 
 namespace muxnet {
 // One per cuda/<family>.cu; register.cu calls them all.

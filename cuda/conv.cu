@@ -14,15 +14,11 @@
 #include <cstdint>
 
 #include "cuda/common.cuh"
+#include "tensor/dtype_dispatch.h"
 
 namespace muxnet {
 
 namespace {
-
-// A grid-stride loop over [0, n) in int64 (n may exceed 2^31).
-#define MUXNET_GRID_STRIDE(t, n)                                              \
-  for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < (n); \
-       t += int64_t(blockDim.x) * gridDim.x)
 
 // The geometry as plain int64 scalars, passed by value to the kernels.
 struct ConvDims {
@@ -78,20 +74,7 @@ __global__ void col2im_kernel(const T* __restrict__ cols, T* __restrict__ x, int
   }
 }
 
-#undef MUXNET_GRID_STRIDE
-
 // ---------------------------------------------------------------- launchers
-
-template <typename T> struct TypeTag { using type = T; };
-
-template <typename F>
-void dispatch_floating(DType dtype, const char* op, F&& f) {
-  switch (dtype) {
-    case DType::F32: f(TypeTag<float>{}); return;
-    case DType::F64: f(TypeTag<double>{}); return;
-    default: MUXNET_FAIL(op, ": expected a floating dtype (f32 or f64), got ", dtype);
-  }
-}
 
 ConvDims conv_dims(const Conv2dGeom& g) {
   return {g.height, g.width, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.out_h(), g.out_w()};

@@ -22,10 +22,6 @@
 
 namespace muxnet::cuda {
 
-// First index and stride of a 1-d grid-stride loop (64-bit: tensors may exceed 2^31 elements).
-__device__ __forceinline__ int64_t grid_first() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
-__device__ __forceinline__ int64_t grid_step() { return int64_t(gridDim.x) * blockDim.x; }
-
 // Offsets of the element with row-major index `linear` over g.shape[0 .. g.ndim), for the first K
 // operands of g: off[k] = sum_d index_d * g.strides[k][d] (in whatever unit g's strides are in).
 // Geom is any struct with `int ndim; int64_t shape[kMaxDims]; int64_t strides[K'][kMaxDims]` (K' >= K):

@@ -26,15 +26,11 @@
 #include <cstdint>
 
 #include "cuda/common.cuh"
+#include "tensor/dtype_dispatch.h"
 
 namespace muxnet {
 
 namespace {
-
-// A grid-stride loop over [0, n) in int64 (n may exceed 2^31).
-#define MUXNET_GRID_STRIDE(t, n)                                              \
-  for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < (n); \
-       t += int64_t(blockDim.x) * gridDim.x)
 
 // *p += v atomically, for the four element types. i64 goes through the unsigned 64-bit overload:
 // two's-complement addition is the same bit operation for signed and unsigned.
@@ -126,30 +122,7 @@ __global__ void scatter_add_kernel(const T* src, const I* idx, T* out, int64_t t
   MUXNET_GRID_STRIDE(t, total) { atomic_add(out + gather_offset(g, t, int64_t(idx[t])), src[t]); }
 }
 
-#undef MUXNET_GRID_STRIDE
-
 // ---------------------------------------------------------------- launchers
-
-template <typename T> struct TypeTag { using type = T; };
-
-// f(TypeTag<T>{}, TypeTag<I>{}) for the value dtype (any of the four) and the index dtype (i32 / i64).
-template <typename F>
-void dispatch_value_index(DType value, DType index, const char* op, F&& f) {
-  auto with_index = [&](auto tt) {
-    switch (index) {
-      case DType::I32: f(tt, TypeTag<int32_t>{}); return;
-      case DType::I64: f(tt, TypeTag<int64_t>{}); return;
-      default: MUXNET_FAIL(op, ": expected an index dtype (i32 or i64), got ", index);
-    }
-  };
-  switch (value) {
-    case DType::F32: with_index(TypeTag<float>{}); return;
-    case DType::F64: with_index(TypeTag<double>{}); return;
-    case DType::I32: with_index(TypeTag<int32_t>{}); return;
-    case DType::I64: with_index(TypeTag<int64_t>{}); return;
-    default: MUXNET_FAIL(op, ": unsupported dtype ", value);
-  }
-}
 
 // Product of shape[begin:end].
 int64_t span(const Shape& shape, int begin, int end) {

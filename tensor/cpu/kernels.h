@@ -7,43 +7,10 @@
 
 #include "tensor/check.h"
 #include "tensor/dispatch.h"
+#include "tensor/dtype_dispatch.h"  // dispatch_floating, dispatch_all, dispatch_index
 #include "tensor/iter.h"
 
 namespace muxnet {
-
-template <typename T> struct TypeTag { using type = T; };
-
-// Calls f(TypeTag<T>{}) with T = float or double for a floating dtype; throws for any other.
-template <typename F>
-void dispatch_floating(DType dtype, const char* op, F&& f) {
-  switch (dtype) {
-    case DType::F32: f(TypeTag<float>{}); return;
-    case DType::F64: f(TypeTag<double>{}); return;
-    default: MUXNET_FAIL(op, ": expected a floating dtype (f32 or f64), got ", dtype);
-  }
-}
-
-// Calls f(TypeTag<T>{}) for any of the four dtypes.
-template <typename F>
-void dispatch_all(DType dtype, const char* op, F&& f) {
-  switch (dtype) {
-    case DType::F32: f(TypeTag<float>{}); return;
-    case DType::F64: f(TypeTag<double>{}); return;
-    case DType::I32: f(TypeTag<int32_t>{}); return;
-    case DType::I64: f(TypeTag<int64_t>{}); return;
-    default: MUXNET_FAIL(op, ": unsupported dtype ", dtype);
-  }
-}
-
-// Calls f(TypeTag<T>{}) with T = int32_t or int64_t for an index dtype.
-template <typename F>
-void dispatch_index(DType dtype, const char* op, F&& f) {
-  switch (dtype) {
-    case DType::I32: f(TypeTag<int32_t>{}); return;
-    case DType::I64: f(TypeTag<int64_t>{}); return;
-    default: MUXNET_FAIL(op, ": expected an index dtype (i32 or i64), got ", dtype);
-  }
-}
 
 // Sum over i in [0, n) of f(i) in double, with kSumLanes independent partial sums (so the loop
 // vectorises) combined in a fixed order: the result does not depend on the thread count.
