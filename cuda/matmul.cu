@@ -25,6 +25,7 @@
 
 #include "cuda/common.cuh"
 #include "tensor/device.h"
+#include "tensor/matmul_layout.h"
 
 namespace muxnet {
 
@@ -35,8 +36,7 @@ namespace {
 template <typename T>
 __global__ void scale_out_kernel(T* c, int64_t batch, int64_t M, int64_t N, int64_t c_bs, int64_t ldc, T beta) {
   const int64_t total = batch * M * N;
-  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += int64_t(gridDim.x) * blockDim.x) {
+  MUXNET_GRID_STRIDE(idx, total) {
     const int64_t j = idx % N;
     const int64_t r = (idx / N) % M;
     const int64_t i = idx / (N * M);
@@ -47,28 +47,8 @@ __global__ void scale_out_kernel(T* c, int64_t batch, int64_t M, int64_t N, int6
 
 // ---------------------------------------------------------------- launchers
 
-// How one stored (rows, cols) matrix with strides (s_row, s_col) is handed to BLAS in row-major
-// terms (the same rule as tensor/cpu/matmul.cpp; the column-major swap happens at the call).
-struct BlasOperand {
-  bool transpose;  // the row-major op flag (after flipping for a column-major layout)
-  int64_t ld;      // leading dimension of the row-major matrix read
-};
-
-// logical_trans is the caller's trans flag for this operand (the stored matrix is op's argument).
-BlasOperand blas_operand(int64_t rows, int64_t cols, int64_t s_row, int64_t s_col, bool logical_trans,
-                         const char* name) {
-  const bool row_major = (s_col == 1 || cols <= 1) && (rows <= 1 || s_row >= std::max<int64_t>(1, cols));
-  if (row_major) return {logical_trans, rows <= 1 ? std::max<int64_t>(1, cols) : s_row};
-  const bool col_major = (s_row == 1 || rows <= 1) && (cols <= 1 || s_col >= std::max<int64_t>(1, rows));
-  // The memory holds the (cols, rows) transpose row-major: BLAS sees it with the other flag.
-  if (col_major) return {!logical_trans, cols <= 1 ? std::max<int64_t>(1, rows) : s_col};
-  MUXNET_FAIL("matmul kernel (CUDA): operand ", name, " of shape (", rows, ", ", cols, ") has strides (", s_row,
-              ", ", s_col, "), which cuBLAS cannot read (the op layer should have made it contiguous)");
-}
-
-void check_blas_int(int64_t v, const char* what) {
-  MUXNET_CHECK(v <= int64_t(INT_MAX), "matmul (CUDA): ", what, " = ", v, " exceeds the cuBLAS integer range");
-}
+// The names in this kernel's errors (tensor/matmul_layout.h, the CPU kernel's layout rule).
+constexpr GemmBackend kCublas{"matmul kernel (CUDA)", "matmul (CUDA)", "cuBLAS"};
 
 inline cublasOperation_t op_flag(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
@@ -135,15 +115,15 @@ void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out, bool tran
     return;
   }
 
-  const BlasOperand pa = blas_operand(a.size(1), a.size(2), a.stride(1), a.stride(2), trans_a, "a");
-  const BlasOperand pb = blas_operand(b.size(1), b.size(2), b.stride(1), b.stride(2), trans_b, "b");
-  check_blas_int(M, "M");
-  check_blas_int(N, "N");
-  check_blas_int(K, "K");
-  check_blas_int(pa.ld, "lda");
-  check_blas_int(pb.ld, "ldb");
-  check_blas_int(ldc, "ldc");
-  check_blas_int(batch, "batch");
+  const BlasOperand pa = blas_operand(a.size(1), a.size(2), a.stride(1), a.stride(2), trans_a, "a", kCublas);
+  const BlasOperand pb = blas_operand(b.size(1), b.size(2), b.stride(1), b.stride(2), trans_b, "b", kCublas);
+  check_blas_int(M, "M", kCublas);
+  check_blas_int(N, "N", kCublas);
+  check_blas_int(K, "K", kCublas);
+  check_blas_int(pa.ld, "lda", kCublas);
+  check_blas_int(pb.ld, "ldb", kCublas);
+  check_blas_int(ldc, "ldc", kCublas);
+  check_blas_int(batch, "batch", kCublas);
 
   // Row-major out (M, N) = op(a) @ op(b)  <=>  column-major out^T (N, M) = op(b)^T @ op(a)^T: b goes
   // first with m = N, a second with n = M; flags and leading dimensions stay those of row-major BLAS.

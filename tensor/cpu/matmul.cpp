@@ -16,28 +16,14 @@
 
 #include "tensor/cpu/blas.h"
 #include "tensor/cpu/kernels.h"
+#include "tensor/matmul_layout.h"
 
 namespace muxnet {
 
 namespace {
 
-// How one stored (rows, cols) matrix with strides (s_row, s_col) is handed to row-major BLAS.
-struct BlasOperand {
-  bool transpose;  // the BLAS op flag (after flipping for a column-major layout)
-  int64_t ld;      // leading dimension of the row-major matrix BLAS reads
-};
-
-// logical_trans is the caller's trans flag for this operand (the stored matrix is op's argument).
-BlasOperand blas_operand(int64_t rows, int64_t cols, int64_t s_row, int64_t s_col, bool logical_trans,
-                         const char* name) {
-  const bool row_major = (s_col == 1 || cols <= 1) && (rows <= 1 || s_row >= std::max<int64_t>(1, cols));
-  if (row_major) return {logical_trans, rows <= 1 ? std::max<int64_t>(1, cols) : s_row};
-  const bool col_major = (s_row == 1 || rows <= 1) && (cols <= 1 || s_col >= std::max<int64_t>(1, rows));
-  // The memory holds the (cols, rows) transpose row-major: BLAS sees it with the other flag.
-  if (col_major) return {!logical_trans, cols <= 1 ? std::max<int64_t>(1, rows) : s_col};
-  MUXNET_FAIL("matmul kernel: operand ", name, " of shape (", rows, ", ", cols, ") has strides (", s_row, ", ",
-              s_col, "), which BLAS cannot read (the op layer should have made it contiguous)");
-}
+// The names in this kernel's errors (tensor/matmul_layout.h).
+constexpr GemmBackend kBlas{"matmul kernel", "matmul", "BLAS"};
 
 inline void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
                  int ldb, float beta, float* c, int ldc) {
@@ -46,10 +32,6 @@ inline void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float
 inline void gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b,
                  int ldb, double beta, double* c, int ldc) {
   blas::dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-void check_blas_int(int64_t v, const char* what) {
-  MUXNET_CHECK(v <= int64_t(INT_MAX), "matmul: ", what, " = ", v, " exceeds the BLAS integer range");
 }
 
 // a: (Bt, M, K) or (Bt, K, M) when trans_a; b: (Bt, K, N) or (Bt, N, K) when trans_b; out: (Bt, M, N)
@@ -86,14 +68,14 @@ void matmul_typed(const Tensor& a, const Tensor& b, const Tensor& out, bool tran
     return;
   }
 
-  const BlasOperand pa = blas_operand(a.size(1), a.size(2), a.stride(1), a.stride(2), trans_a, "a");
-  const BlasOperand pb = blas_operand(b.size(1), b.size(2), b.stride(1), b.stride(2), trans_b, "b");
-  check_blas_int(M, "M");
-  check_blas_int(N, "N");
-  check_blas_int(K, "K");
-  check_blas_int(pa.ld, "lda");
-  check_blas_int(pb.ld, "ldb");
-  check_blas_int(ldc, "ldc");
+  const BlasOperand pa = blas_operand(a.size(1), a.size(2), a.stride(1), a.stride(2), trans_a, "a", kBlas);
+  const BlasOperand pb = blas_operand(b.size(1), b.size(2), b.stride(1), b.stride(2), trans_b, "b", kBlas);
+  check_blas_int(M, "M", kBlas);
+  check_blas_int(N, "N", kBlas);
+  check_blas_int(K, "K", kBlas);
+  check_blas_int(pa.ld, "lda", kBlas);
+  check_blas_int(pb.ld, "ldb", kBlas);
+  check_blas_int(ldc, "ldc", kBlas);
 
   const T* pa0 = a.data<T>();
   const T* pb0 = b.data<T>();
