@@ -21,64 +21,21 @@
 #include <algorithm>
 #include <cmath>
 
-#include "cuda/common.cuh"
+#include "cuda/row_reduce.cuh"
 
 namespace muxnet {
 
 namespace {
 
-constexpr int kWarp = 32;
-constexpr int kRowThreads = 256;                     // threads per block of the row kernels
-constexpr int kWarpsPerBlock = kRowThreads / kWarp;  // rows per block when a warp owns a row
-constexpr int64_t kWarpRowMaxCols = 1024;            // up to this C a warp owns a row
-constexpr int64_t kMaxBlocks = 65535LL * 16;         // grid cap; the row loops cover the rest
+using namespace cuda::row;  // kWarp, kRowThreads, kWarpRowMaxCols, SumOp, row_reduce, RowWalk, row_blocks
+
 // Row chunks of the grad_w / grad_b partial sums: at most this many, and at most kMaxPartials
 // partial values per parameter (so a huge C does not allocate R-proportional scratch).
 constexpr int64_t kMaxChunks = 256;
 constexpr int64_t kMaxPartials = int64_t(1) << 22;
 
-// The sum of v over the threads that own one row: the warp (kWarpRow) or the whole block. Every
-// thread of the group gets the same value (lane 0's, broadcast). In block mode every thread of the
-// block must call it (it holds two __syncthreads); shared needs kRowThreads / kWarp slots.
-template <bool kWarpRow>
-__device__ double row_sum(double v, double* shared) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
-  if constexpr (kWarpRow) {
-    return __shfl_sync(0xffffffffu, v, 0);
-  } else {
-    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    __syncthreads();  // a previous row_sum may still be reading shared
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    double r = shared[0];
-    for (int w = 1; w < int(blockDim.x) / kWarp; ++w) r += shared[w];
-    return r;
-  }
-}
-
-// Where this thread starts in the rows and columns, and how far it steps: the warp-per-row shape puts
-// kWarpsPerBlock rows in a block (row = block * kWarpsPerBlock + warp), the block-per-row shape one.
-template <bool kWarpRow>
-struct RowWalk {
-  int64_t first_row, row_step;
-  int lane, lanes;
-  __device__ RowWalk() {
-    if constexpr (kWarpRow) {
-      first_row = int64_t(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
-      row_step = int64_t(gridDim.x) * (blockDim.x / kWarp);
-      lane = threadIdx.x % kWarp;
-      lanes = kWarp;
-    } else {
-      first_row = blockIdx.x;
-      row_step = gridDim.x;
-      lane = threadIdx.x;
-      lanes = blockDim.x;
-    }
-  }
-};
-
 // x, y: (R, C); w, b: (C) or null; mean, rstd: (R). The row loop's bounds are uniform over the group
-// that owns a row, so every thread of the group reaches each row_sum.
+// that owns a row, so every thread of the group reaches each row_reduce.
 template <typename T, bool kWarpRow>
 __global__ void layer_norm_kernel(const T* x, const T* w, const T* b, double eps, T* y, T* mean, T* rstd,
                                   int64_t rows, int64_t cols) {
@@ -90,13 +47,13 @@ __global__ void layer_norm_kernel(const T* x, const T* w, const T* b, double eps
     double s = 0.0;
     for (int64_t c = walk.lane; c < cols; c += walk.lanes) s += double(xr[c]);
     // NOTE: C = 0 gives 0 / 0 = NaN statistics (and an empty y), as PyTorch.
-    const double m = row_sum<kWarpRow>(s, shared) / double(cols);
+    const double m = row_reduce<kWarpRow>(s, SumOp(), shared) / double(cols);
     double q = 0.0;
     for (int64_t c = walk.lane; c < cols; c += walk.lanes) {
       const double d = double(xr[c]) - m;
       q += d * d;
     }
-    const double var = row_sum<kWarpRow>(q, shared) / double(cols);
+    const double var = row_reduce<kWarpRow>(q, SumOp(), shared) / double(cols);
     const double rs = 1.0 / sqrt(var + eps);
     if (walk.lane == 0) {
       mean[r] = T(m);
@@ -130,8 +87,8 @@ __global__ void layer_norm_grad_x_kernel(const T* g, const T* x, const T* w, con
       s_gh += gh;
       s_ghx += gh * xh;
     }
-    const double mean_gh = row_sum<kWarpRow>(s_gh, shared) / double(cols);
-    const double mean_ghx = row_sum<kWarpRow>(s_ghx, shared) / double(cols);
+    const double mean_gh = row_reduce<kWarpRow>(s_gh, SumOp(), shared) / double(cols);
+    const double mean_ghx = row_reduce<kWarpRow>(s_ghx, SumOp(), shared) / double(cols);
     // in the forward pass: y = xhat * w + b with xhat = (x - mean) * rstd.
     for (int64_t c = walk.lane; c < cols; c += walk.lanes) {
       const double xh = (double(xr[c]) - m) * rs;
@@ -166,7 +123,7 @@ __global__ void layer_norm_param_partial_kernel(const T* g, const T* x, const T*
 template <typename T>
 __global__ void layer_norm_param_finish_kernel(const double* pw, const double* pb, T* gw, T* gb, int64_t cols,
                                                int64_t chunks) {
-  for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < cols; c += int64_t(gridDim.x) * blockDim.x) {
+  MUXNET_GRID_STRIDE(c, cols) {
     if (gw) {
       double s = 0.0;
       for (int64_t k = 0; k < chunks; ++k) s += pw[k * cols + c];
@@ -181,12 +138,6 @@ __global__ void layer_norm_param_finish_kernel(const double* pw, const double* p
 }
 
 // ---------------------------------------------------------------- launchers
-
-// Blocks for R rows: one per row, or one per kWarpsPerBlock rows when a warp owns a row.
-unsigned row_blocks(int64_t rows, bool warp_row) {
-  const int64_t per_block = warp_row ? kWarpsPerBlock : 1;
-  return unsigned(std::max<int64_t>(1, std::min((rows + per_block - 1) / per_block, kMaxBlocks)));
-}
 
 // The data of an optional (possibly undefined) tensor, or null.
 template <typename T> T* data_or_null(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }

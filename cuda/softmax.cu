@@ -13,22 +13,19 @@
 // Layout: x, y, g, gx are contiguous and viewed as (R, C) rows. A row is owned by one warp when C is
 // small (several rows per block, no __syncthreads) and by one block otherwise. Each thread strides over
 // the row's columns; reductions are warp shuffles (plus one shared-memory step across warps), combined
-// in a fixed order, so a result does not depend on scheduling.
+// in a fixed order, so a result does not depend on scheduling. The machinery is cuda/row_reduce.cuh.
 // What this is not: a softmax over another dim (the op layer would permute), nor a fused cross-entropy.
 #include <algorithm>
 #include <cmath>
 
-#include "cuda/common.cuh"
+#include "cuda/row_reduce.cuh"
 
 namespace muxnet {
 
 namespace {
 
-constexpr int kWarp = 32;
-constexpr int kRowThreads = 256;                     // threads per block, in both launch shapes
-constexpr int kWarpsPerBlock = kRowThreads / kWarp;  // rows per block when a warp owns a row
-constexpr int64_t kWarpRowMaxCols = 1024;            // up to this C a warp owns a row
-constexpr int64_t kMaxBlocks = 65535LL * 16;         // grid cap; the row loops cover the rest
+using namespace cuda::row;  // kWarp, kRowThreads, kWarpRowMaxCols, SumOp, row_reduce, RowWalk, row_blocks
+
 
 __device__ inline float exp_t(float v) { return expf(v); }
 __device__ inline double exp_t(double v) { return exp(v); }
@@ -37,49 +34,6 @@ struct MaxOp {
   // The CPU's rule: a candidate replaces the running max only when it compares greater, so NaN never
   // enters (the running maxima start at -inf) and the combination order does not matter.
   template <typename A> __device__ A operator()(A acc, A v) const { return v > acc ? v : acc; }
-};
-struct SumOp {
-  template <typename A> __device__ A operator()(A acc, A v) const { return acc + v; }
-};
-
-// The reduction of v over the threads that own one row: the warp (kWarpRow) or the whole block.
-// Every thread of the group gets the same value (lane 0's, broadcast). In block mode every thread of
-// the block must call it (it holds two __syncthreads); shared needs kRowThreads / kWarp slots.
-template <bool kWarpRow, typename A, typename Op>
-__device__ A row_reduce(A v, Op op, A* shared) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v = op(v, __shfl_down_sync(0xffffffffu, v, offset));
-  if constexpr (kWarpRow) {
-    return __shfl_sync(0xffffffffu, v, 0);
-  } else {
-    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    __syncthreads();  // a previous row_reduce may still be reading shared
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    A r = shared[0];
-    for (int w = 1; w < int(blockDim.x) / kWarp; ++w) r = op(r, shared[w]);
-    return r;
-  }
-}
-
-// Where this thread starts in the rows and columns, and how far it steps: the warp-per-row shape puts
-// kWarpsPerBlock rows in a block (row = block * kWarpsPerBlock + warp), the block-per-row shape one.
-template <bool kWarpRow>
-struct RowWalk {
-  int64_t first_row, row_step;
-  int lane, lanes;
-  __device__ RowWalk() {
-    if constexpr (kWarpRow) {
-      first_row = int64_t(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
-      row_step = int64_t(gridDim.x) * (blockDim.x / kWarp);
-      lane = threadIdx.x % kWarp;
-      lanes = kWarp;
-    } else {
-      first_row = blockIdx.x;
-      row_step = gridDim.x;
-      lane = threadIdx.x;
-      lanes = blockDim.x;
-    }
-  }
 };
 
 // x, y: (R, C) contiguous. The row loop's bounds are uniform over the group that owns a row, so every
@@ -143,12 +97,6 @@ __global__ void softmax_backward_kernel(const T* g, const T* y, T* gx, int64_t r
 }
 
 // ---------------------------------------------------------------- launchers
-
-// Blocks for R rows: one per row, or one per kWarpsPerBlock rows when a warp owns a row.
-unsigned row_blocks(int64_t rows, bool warp_row) {
-  const int64_t per_block = warp_row ? kWarpsPerBlock : 1;
-  return unsigned(std::max<int64_t>(1, std::min((rows + per_block - 1) / per_block, kMaxBlocks)));
-}
 
 template <typename T>
 void softmax_typed(const T* x, T* y, int64_t rows, int64_t cols, bool log) {
