@@ -30,7 +30,8 @@
 #include <type_traits>
 
 #include "cuda/elem_iter.cuh"
-#include "tensor/cpu/kernels.h"
+#include "tensor/dtype_dispatch.h"
+#include "tensor/reduce_plan.h"
 
 namespace muxnet {
 
@@ -57,50 +58,9 @@ int block_threads_for(int64_t n) {
 
 // ---------------------------------------------------------------- loop nests
 
-// A loop nest in the layout element_offsets (elem_iter.cuh) reads: sizes, and strides IN ELEMENTS of
-// x (strides[0]) and of out (strides[1]; 0 for reduced dims).
-struct Nest {
-  int ndim = 0;
-  int64_t shape[kMaxDims] = {};
-  int64_t strides[2][kMaxDims] = {};
-
-  int64_t numel() const {
-    int64_t m = 1;
-    for (int d = 0; d < ndim; ++d) m *= shape[d];
-    return m;
-  }
-  void push(int64_t size, int64_t x_stride, int64_t out_stride) {
-    shape[ndim] = size;
-    strides[0][ndim] = x_stride;
-    strides[1][ndim] = out_stride;
-    ++ndim;
-  }
-  // Orders dims by x's stride, largest first (stable), then merges each dim into its outer neighbour
-  // when both x and out step through the pair as through one dim (the CPU kernel's rule).
-  void sort_and_coalesce() {
-    for (int i = 1; i < ndim; ++i) {
-      for (int j = i; j > 0 && strides[0][j - 1] < strides[0][j]; --j) {
-        std::swap(shape[j - 1], shape[j]);
-        std::swap(strides[0][j - 1], strides[0][j]);
-        std::swap(strides[1][j - 1], strides[1][j]);
-      }
-    }
-    int m = 0;
-    for (int d = 0; d < ndim; ++d) {
-      if (m > 0 && strides[0][m - 1] == strides[0][d] * shape[d] && strides[1][m - 1] == strides[1][d] * shape[d]) {
-        shape[m - 1] *= shape[d];
-        strides[0][m - 1] = strides[0][d];
-        strides[1][m - 1] = strides[1][d];
-        continue;
-      }
-      shape[m] = shape[d];
-      strides[0][m] = strides[0][d];
-      strides[1][m] = strides[1][d];
-      ++m;
-    }
-    ndim = m;
-  }
-};
+// The loop nests (kept and reduced dims) are tensor/reduce_plan.h's, in the layout element_offsets
+// (elem_iter.cuh) reads: strides IN ELEMENTS of x (strides[0]) and of out (strides[1]).
+using Nest = ReduceNest;
 
 // ---------------------------------------------------------------- reducers
 
@@ -338,33 +298,13 @@ __global__ void sum_squares_final_kernel(const double* partial, int64_t n, doubl
 
 // ---------------------------------------------------------------- launchers
 
-const char* reduce_op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Mean: return "mean";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-    default: return "reduce";
-  }
-}
-
 template <typename T, ReduceOp op>
 void reduce_typed(const Tensor& x, DimMask dims, const Tensor& out) {
   using R = Reducer<T, op>;
   using Acc = typename R::Acc;
   const R r{R::identity()};
-  const int nd = x.ndim();
   Nest kept, red;
-  int64_t count = 1;
-  for (int d = 0; d < nd; ++d) {
-    const int64_t sz = x.size(d);
-    if (dims & (DimMask(1) << d)) {
-      count *= sz;
-      if (sz != 1) red.push(sz, x.stride(d), 0);
-    } else if (sz != 1) {
-      kept.push(sz, x.stride(d), out.stride(d));
-    }
-  }
+  const int64_t count = split_reduce_dims(x, dims, out, kept, red);
   if (out.numel() == 0) return;
   if (count == 0) {
     MUXNET_CHECK(op == ReduceOp::Sum || op == ReduceOp::Mean, reduce_op_name(op),
@@ -420,21 +360,8 @@ void reduce_typed(const Tensor& x, DimMask dims, const Tensor& out) {
 
 // x: any shape and strides; out: x's shape with the reduced dims of size 1.
 void reduce_cuda(ReduceOp op, const Tensor& x, DimMask dims, const Tensor& out) {
-  dispatch_all(x.dtype(), reduce_op_name(op), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    switch (op) {
-      case ReduceOp::Sum: reduce_typed<T, ReduceOp::Sum>(x, dims, out); return;
-      case ReduceOp::Mean:
-        if constexpr (std::is_floating_point_v<T>) {
-          reduce_typed<T, ReduceOp::Mean>(x, dims, out);
-          return;
-        } else {
-          MUXNET_FAIL("mean: expected a floating dtype (f32 or f64), got ", x.dtype());
-        }
-      case ReduceOp::Max: reduce_typed<T, ReduceOp::Max>(x, dims, out); return;
-      case ReduceOp::Min: reduce_typed<T, ReduceOp::Min>(x, dims, out); return;
-      default: MUXNET_FAIL("reduce: unknown op ", int(op));
-    }
+  dispatch_reduce(op, x.dtype(), [&](auto tag, auto op_tag) {
+    reduce_typed<typename decltype(tag)::type, decltype(op_tag)::value>(x, dims, out);
   });
 }
 
@@ -446,11 +373,7 @@ void argmax_typed(const Tensor& x, int dim, const Tensor& out) {
     return;
   }
   const int64_t len = x.size(dim), stride = x.stride(dim);
-  Nest kept;
-  for (int d = 0; d < x.ndim(); ++d) {
-    if (d != dim && x.size(d) != 1) kept.push(x.size(d), x.stride(d), out.stride(d));
-  }
-  kept.sort_and_coalesce();
+  const Nest kept = argmax_kept_dims(x, dim, out);
   const int64_t nout = kept.numel();
   const T* xp = static_cast<const T*>(x.data_ptr());
   // A block per output when rows are long and either run along the smallest stride (e.g. logits

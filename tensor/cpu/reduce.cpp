@@ -6,7 +6,8 @@
 //
 // How a reduction runs. The dims of x are split into kept dims (one output element per index) and
 // reduced dims; size-1 dims are dropped, each group is sorted by input stride (largest first) and
-// adjacent dims that are contiguous with each other are merged. Then one of two paths runs:
+// adjacent dims that are contiguous with each other are merged (tensor/reduce_plan.h, shared with
+// cuda/reduce.cu). Then one of two paths runs:
 //   - row path: the innermost reduced dim has the smallest stride (e.g. a sum over the last dim, or
 //     over everything). Each output walks its reduction as runs along that innermost dim; a unit-stride
 //     run is summed with kLanes independent accumulators so the compiler can vectorise it.
@@ -32,6 +33,7 @@
 #include <vector>
 
 #include "tensor/cpu/kernels.h"
+#include "tensor/reduce_plan.h"
 
 namespace muxnet {
 
@@ -49,78 +51,28 @@ constexpr int64_t kColChunk = 1024;
 
 // ---------------------------------------------------------------- loop nests
 
-// A loop nest over up to kMaxDims dims; strides (in elements) of the input and of the output.
-struct Nest {
-  int n = 0;
-  int64_t size[kMaxDims] = {};
-  int64_t in_stride[kMaxDims] = {};
-  int64_t out_stride[kMaxDims] = {};
-
-  int64_t numel() const {
-    int64_t m = 1;
-    for (int d = 0; d < n; ++d) m *= size[d];
-    return m;
-  }
-  void push(int64_t sz, int64_t si, int64_t so) {
-    size[n] = sz;
-    in_stride[n] = si;
-    out_stride[n] = so;
-    ++n;
-  }
-  // Drops the innermost dim.
-  Nest outer() const {
-    Nest o = *this;
-    o.n = n > 0 ? n - 1 : 0;
-    return o;
-  }
-  // Orders dims by input stride, largest first (stable), then merges each dim into its outer
-  // neighbour when both operands step through the pair as through one dim.
-  void sort_and_coalesce() {
-    for (int i = 1; i < n; ++i) {
-      for (int j = i; j > 0 && in_stride[j - 1] < in_stride[j]; --j) {
-        std::swap(size[j - 1], size[j]);
-        std::swap(in_stride[j - 1], in_stride[j]);
-        std::swap(out_stride[j - 1], out_stride[j]);
-      }
-    }
-    int m = 0;
-    for (int d = 0; d < n; ++d) {
-      if (m > 0 && in_stride[m - 1] == in_stride[d] * size[d] && out_stride[m - 1] == out_stride[d] * size[d]) {
-        size[m - 1] *= size[d];
-        in_stride[m - 1] = in_stride[d];
-        out_stride[m - 1] = out_stride[d];
-        continue;
-      }
-      size[m] = size[d];
-      in_stride[m] = in_stride[d];
-      out_stride[m] = out_stride[d];
-      ++m;
-    }
-    n = m;
-  }
-};
-
-// Walks a Nest in row-major order from a linear index, tracking the input and output offsets.
+// Walks a ReduceNest (tensor/reduce_plan.h) in row-major order from a linear index, tracking the
+// input and output offsets.
 struct Cursor {
-  const Nest& nest;
+  const ReduceNest& nest;
   int64_t idx[kMaxDims] = {};
   int64_t in_off = 0, out_off = 0;
 
-  Cursor(const Nest& nst, int64_t linear) : nest(nst) {
-    for (int d = nest.n - 1; d >= 0; --d) {
-      idx[d] = linear % nest.size[d];
-      linear /= nest.size[d];
-      in_off += idx[d] * nest.in_stride[d];
-      out_off += idx[d] * nest.out_stride[d];
+  Cursor(const ReduceNest& nst, int64_t linear) : nest(nst) {
+    for (int d = nest.ndim - 1; d >= 0; --d) {
+      idx[d] = linear % nest.shape[d];
+      linear /= nest.shape[d];
+      in_off += idx[d] * nest.strides[0][d];
+      out_off += idx[d] * nest.strides[1][d];
     }
   }
   void next() {
-    for (int d = nest.n - 1; d >= 0; --d) {
-      in_off += nest.in_stride[d];
-      out_off += nest.out_stride[d];
-      if (++idx[d] < nest.size[d]) return;
-      in_off -= idx[d] * nest.in_stride[d];
-      out_off -= idx[d] * nest.out_stride[d];
+    for (int d = nest.ndim - 1; d >= 0; --d) {
+      in_off += nest.strides[0][d];
+      out_off += nest.strides[1][d];
+      if (++idx[d] < nest.shape[d]) return;
+      in_off -= idx[d] * nest.strides[0][d];
+      out_off -= idx[d] * nest.strides[1][d];
       idx[d] = 0;
     }
   }
@@ -223,17 +175,17 @@ typename R::Acc accumulate_run(typename R::Acc acc, const T* p, int64_t stride, 
 // Folds the elements with linear index [begin, end) of the reduced nest (row-major), starting at base.
 // The nest has at least one dim; runs go along its innermost dim.
 template <typename R, typename T>
-typename R::Acc reduce_range(const T* base, const Nest& red, int64_t begin, int64_t end) {
+typename R::Acc reduce_range(const T* base, const ReduceNest& red, int64_t begin, int64_t end) {
   typename R::Acc acc = R::identity();
-  const int last = red.n - 1;
-  const int64_t inner = red.size[last], inner_stride = red.in_stride[last];
+  const int last = red.ndim - 1;
+  const int64_t inner = red.shape[last], inner_stride = red.strides[0][last];
   int64_t idx[kMaxDims];
   int64_t rem = begin;
   const T* p = base;
   for (int d = last; d >= 0; --d) {
-    idx[d] = rem % red.size[d];
-    rem /= red.size[d];
-    p += idx[d] * red.in_stride[d];
+    idx[d] = rem % red.shape[d];
+    rem /= red.shape[d];
+    p += idx[d] * red.strides[0][d];
   }
   int64_t pos = begin;
   while (pos < end) {
@@ -243,10 +195,10 @@ typename R::Acc reduce_range(const T* base, const Nest& red, int64_t begin, int6
     if (pos >= end) break;
     p += n * inner_stride;
     idx[last] += n;
-    for (int d = last; d > 0 && idx[d] == red.size[d]; --d) {
+    for (int d = last; d > 0 && idx[d] == red.shape[d]; --d) {
       idx[d] = 0;
       idx[d - 1]++;
-      p += red.in_stride[d - 1] - red.size[d] * red.in_stride[d];
+      p += red.strides[0][d - 1] - red.shape[d] * red.strides[0][d];
     }
   }
   return acc;
@@ -256,7 +208,7 @@ typename R::Acc reduce_range(const T* base, const Nest& red, int64_t begin, int6
 
 // kept: output dims (input and output strides); red: reduced dims (at least one dim).
 template <typename R, typename T>
-void row_path(const T* x, T* out, const Nest& kept, const Nest& red, int64_t count) {
+void row_path(const T* x, T* out, const ReduceNest& kept, const ReduceNest& red, int64_t count) {
   using Acc = typename R::Acc;
   const int64_t nout = kept.numel(), nred = red.numel();
   if (nout < kSplitBelowTasks && nred >= 2 * kBlockElems) {
@@ -289,11 +241,11 @@ void row_path(const T* x, T* out, const Nest& kept, const Nest& red, int64_t cou
 
 // The innermost kept dim (the one with the smallest input stride) is the vector of columns.
 template <typename R, typename T>
-void column_path(const T* x, T* out, const Nest& kept, const Nest& red, int64_t count) {
+void column_path(const T* x, T* out, const ReduceNest& kept, const ReduceNest& red, int64_t count) {
   using Acc = typename R::Acc;
-  const int last = kept.n - 1;
-  const int64_t ncol = kept.size[last], col_in = kept.in_stride[last], col_out = kept.out_stride[last];
-  const Nest outer = kept.outer();
+  const int last = kept.ndim - 1;
+  const int64_t ncol = kept.shape[last], col_in = kept.strides[0][last], col_out = kept.strides[1][last];
+  const ReduceNest outer = kept.outer();
   const int64_t nouter = outer.numel(), nred = red.numel();
   const int64_t chunk = std::min(ncol, kColChunk);
   const int64_t nchunks = (ncol + chunk - 1) / chunk;
@@ -349,31 +301,11 @@ void column_path(const T* x, T* out, const Nest& kept, const Nest& red, int64_t 
   });
 }
 
-const char* reduce_op_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Mean: return "mean";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-    default: return "reduce";
-  }
-}
-
 template <typename T, ReduceOp op>
 void reduce_typed(const Tensor& x, DimMask dims, const Tensor& out) {
   using R = Reducer<T, op>;
-  const int nd = x.ndim();
-  Nest kept, red;
-  int64_t count = 1;
-  for (int d = 0; d < nd; ++d) {
-    const int64_t sz = x.size(d);
-    if (dims & (DimMask(1) << d)) {
-      count *= sz;
-      if (sz != 1) red.push(sz, x.stride(d), 0);
-    } else if (sz != 1) {
-      kept.push(sz, x.stride(d), out.stride(d));
-    }
-  }
+  ReduceNest kept, red;
+  const int64_t count = split_reduce_dims(x, dims, out, kept, red);
   T* o = out.data<T>();
   if (out.numel() == 0) return;
   if (count == 0) {
@@ -386,9 +318,9 @@ void reduce_typed(const Tensor& x, DimMask dims, const Tensor& out) {
   }
   kept.sort_and_coalesce();
   red.sort_and_coalesce();
-  if (red.n == 0) red.push(1, 0, 0);  // nothing to reduce: each output is a run of one element
+  if (red.ndim == 0) red.push(1, 0, 0);  // nothing to reduce: each output is a run of one element
   const T* in = x.data<T>();
-  const bool column = kept.n > 0 && kept.in_stride[kept.n - 1] < red.in_stride[red.n - 1];
+  const bool column = kept.ndim > 0 && kept.strides[0][kept.ndim - 1] < red.strides[0][red.ndim - 1];
   if (column) {
     column_path<R>(in, o, kept, red, count);
   } else {
@@ -398,21 +330,8 @@ void reduce_typed(const Tensor& x, DimMask dims, const Tensor& out) {
 
 // x: any shape and strides; out: x's shape with the reduced dims of size 1.
 void reduce_cpu(ReduceOp op, const Tensor& x, DimMask dims, const Tensor& out) {
-  dispatch_all(x.dtype(), reduce_op_name(op), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    switch (op) {
-      case ReduceOp::Sum: reduce_typed<T, ReduceOp::Sum>(x, dims, out); return;
-      case ReduceOp::Mean:
-        if constexpr (std::is_floating_point_v<T>) {
-          reduce_typed<T, ReduceOp::Mean>(x, dims, out);
-          return;
-        } else {
-          MUXNET_FAIL("mean: expected a floating dtype (f32 or f64), got ", x.dtype());
-        }
-      case ReduceOp::Max: reduce_typed<T, ReduceOp::Max>(x, dims, out); return;
-      case ReduceOp::Min: reduce_typed<T, ReduceOp::Min>(x, dims, out); return;
-      default: MUXNET_FAIL("reduce: unknown op ", int(op));
-    }
+  dispatch_reduce(op, x.dtype(), [&](auto tag, auto op_tag) {
+    reduce_typed<typename decltype(tag)::type, decltype(op_tag)::value>(x, dims, out);
   });
 }
 
@@ -427,11 +346,7 @@ void argmax_typed(const Tensor& x, int dim, const Tensor& out) {
     return;
   }
   const int64_t len = x.size(dim), stride = x.stride(dim);
-  Nest kept;
-  for (int d = 0; d < x.ndim(); ++d) {
-    if (d != dim && x.size(d) != 1) kept.push(x.size(d), x.stride(d), out.stride(d));
-  }
-  kept.sort_and_coalesce();
+  const ReduceNest kept = argmax_kept_dims(x, dim, out);
   using MaxR = Reducer<T, ReduceOp::Max>;
   // Two passes over each row: the (vectorised, NaN-propagating) max, then the first element equal to
   // it; when the max is NaN, the first NaN.
