@@ -216,14 +216,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
   app.add_option("--batch", f.batch, "mixed sequences per pass (B·N instances; plain: B sentences)")
       ->check(CLI::Range(int64_t(1), int64_t(4096)))->capture_default_str();
-  app.add_option("--warmup", f.warmup, "untimed passes first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--warmup", f.warmup, "untimed passes first")->check(tasks::kNonNegative)->capture_default_str();
   app.add_option("--repeats", f.repeats, "timed passes (the median is reported)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--vocab", f.vocab, "vocabulary size")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--d", f.d, "model width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--heads", f.heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--ff", f.ff, "feed-forward width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--layers", f.layers, "encoder layers")->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--vocab", f.vocab, "vocabulary size")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--d", f.d, "model width")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--heads", f.heads, "attention heads")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--ff", f.ff, "feed-forward width")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--layers", f.layers, "encoder layers")->check(tasks::kPositive)->capture_default_str();
   app.add_option("--classes", f.classes, "classes C")->check(CLI::Range(int64_t(2), int64_t(1000)))->capture_default_str();
   app.add_flag("--no-reembed", f.no_reembed,
                "skip T-MUX's second position add + LayerNorm after the mux (the peer has none)");

@@ -93,17 +93,17 @@ int main(int argc, char** argv) {
   app.add_option("--schedule", f.schedule, "constant | linear (decay to 0 over the run) (default: cnn constant, mlp linear)")
       ->check(CLI::IsMember({"constant", "linear"}));
   app.add_option("--weight-decay", f.weight_decay, "adamw weight decay")->capture_default_str();
-  app.add_option("--batch", f.batch, "mixed examples per step (batch·N images)")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--epochs", f.epochs, "epochs (default: cnn 3, mlp 10; the paper's cnn: 15)")->check(CLI::NonNegativeNumber);
+  app.add_option("--batch", f.batch, "mixed examples per step (batch·N images)")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--epochs", f.epochs, "epochs (default: cnn 3, mlp 10; the paper's cnn: 15)")->check(tasks::kNonNegative);
   app.add_option("--steps-per-epoch", f.steps_per_epoch, "steps per epoch (default: train images / batch, as the paper)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(tasks::kNonNegative);
   app.add_option("--max-train-s", f.max_train_s, "stop training after this many seconds (0: no limit)")->capture_default_str();
   app.add_option("--crop", f.crop, "pixels cut off every border (default: cnn 4 -> 20x20, mlp 0)");
-  app.add_option("--hidden", f.hidden, "mlp: hidden width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--c1", f.c1, "cnn: LeNet C1 channels")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--expand", f.expand, "cnn: nonlinear_expand output channels")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--mux-hidden", f.mux_hidden, "cnn: nonlinear mux hidden channels")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--eval-batch", f.eval_batch, "mixed examples per evaluation pass")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--hidden", f.hidden, "mlp: hidden width")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--c1", f.c1, "cnn: LeNet C1 channels")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--expand", f.expand, "cnn: nonlinear_expand output channels")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--mux-hidden", f.mux_hidden, "cnn: nonlinear mux hidden channels")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--eval-batch", f.eval_batch, "mixed examples per evaluation pass")->check(tasks::kPositive)->capture_default_str();
   app.add_option("--eval-each-epoch", f.eval_each_epoch, "evaluate on the test split after every epoch")->capture_default_str();
   app.add_option("--data-dir", f.data_dir, "data directory (default: $MUXNET_DATA, else ./data); mnist is <dir>/mnist");
   app.add_option("--images-dir", f.images_dir,

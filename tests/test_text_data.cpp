@@ -1,5 +1,6 @@
 // test_text_data.cpp — the SST-2 reader and the vocabulary on small generated files, and the task
 // helpers (list flags, data directory). Real data is not needed.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -83,6 +84,25 @@ TEST_CASE("task helpers: list flags and the data directory", "[tasks]") {
   REQUIRE_THROWS_WITH(data_dir("/nonexistent-dir"),
                       "data directory '/nonexistent-dir' (from --data-dir) does not exist; pass --data-dir or set "
                       "MUXNET_DATA (see ../shared/data/README.md)");
+}
+
+TEST_CASE("task helpers: number flags say the bound and the value they rejected", "[tasks]") {
+  int64_t steps = 7;
+  double lr = 0.5;
+  CLI::App app{"t", "t"};
+  app.add_option("--steps", steps)->check(kNonNegative);
+  app.add_option("--lr", lr)->check(kPositive);
+  auto parse = [&](std::vector<std::string> args) {
+    std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
+    app.parse(args);
+  };
+  parse({"--steps", "0", "--lr", "1e-3"});
+  CHECK(steps == 0);
+  CHECK(lr == Approx(1e-3));
+  REQUIRE_THROWS_WITH(parse({"--steps", "3000,3000"}), "--steps: expected a number >= 0, got '3000,3000'");
+  REQUIRE_THROWS_WITH(parse({"--steps", "-1"}), "--steps: expected a number >= 0, got -1");
+  REQUIRE_THROWS_WITH(parse({"--lr", "0"}), "--lr: expected a number > 0, got 0");
+  REQUIRE_THROWS_WITH(parse({"--lr", "nan"}), "--lr: expected a number > 0, got nan");
 }
 
 TEST_CASE("the real SST-2 files parse (skipped without the data)", "[tasks][sst2][text][data]") {

@@ -13,6 +13,31 @@
 
 namespace muxnet::tasks {
 
+namespace {
+
+// A validator for numbers at or above (strict: above) zero, with a message naming the bound.
+CLI::Validator sign_check(bool strict) {
+  return CLI::Validator(
+      [strict](std::string& text) -> std::string {
+        const std::string expected = std::string("expected a number ") + (strict ? "> 0" : ">= 0");
+        try {
+          size_t used = 0;
+          double v = std::stod(text, &used);
+          if (used != text.size()) return expected + ", got '" + text + "'";
+          if (strict ? !(v > 0) : !(v >= 0)) return expected + ", got " + text;
+        } catch (...) {
+          return expected + ", got '" + text + "'";
+        }
+        return "";
+      },
+      strict ? "POSITIVE" : "NONNEGATIVE");
+}
+
+}  // namespace
+
+const CLI::Validator kPositive = sign_check(true);
+const CLI::Validator kNonNegative = sign_check(false);
+
 int run_task(CLI::App& app, int argc, char** argv, const std::function<void()>& body) {
   try {
     app.parse(argc, argv);

@@ -34,6 +34,11 @@ class InputError : public std::runtime_error {
 // Parses argv into app, then runs body; prints "error: ..." on stderr and returns the exit code.
 int run_task(CLI::App& app, int argc, char** argv, const std::function<void()>& body);
 
+// Flag checks that say what is wrong ("--steps: expected a number >= 0, got '3000,3000'"); CLI11's
+// PositiveNumber / NonNegativeNumber print their range as "0.000000 to 1.797693e+308".
+extern const CLI::Validator kPositive;     // > 0
+extern const CLI::Validator kNonNegative;  // >= 0
+
 // Resolves the data directory: the flag if given, else $MUXNET_DATA, else ./data. Throws InputError
 // naming all three when the directory does not exist.
 std::string data_dir(const std::string& flag);

@@ -6,10 +6,10 @@
 namespace muxnet::tasks {
 
 void add_tmux_arch_flags(CLI::App& app, TMuxArchFlags& f) {
-  app.add_option("--d", f.d, "model width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--heads", f.heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--ff", f.ff, "feed-forward width")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--layers", f.layers, "encoder layers")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--d", f.d, "model width")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--heads", f.heads, "attention heads")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--ff", f.ff, "feed-forward width")->check(tasks::kPositive)->capture_default_str();
+  app.add_option("--layers", f.layers, "encoder layers")->check(tasks::kPositive)->capture_default_str();
   app.add_option("--dropout", f.dropout, "dropout")->check(CLI::Range(0.0, 0.9))->capture_default_str();
   app.add_option("--mux", f.mux, "gaussian_hadamard | binary_hadamard | random_ortho")
       ->check(CLI::IsMember({"gaussian_hadamard", "binary_hadamard", "random_ortho"}))
