@@ -3,6 +3,9 @@
 
 #include <string>
 
+#include "nn/residual_norm_infer.h"
+#include "tensor/ops.h"
+
 namespace muxnet::nn {
 
 TransformerEncoderLayer::TransformerEncoderLayer(const TransformerEncoderLayerOptions& o, Generator* gen)
@@ -41,7 +44,20 @@ void TransformerEncoderLayer::set_dropout_generator(Generator* gen) {
 }
 
 Tensor TransformerEncoderLayer::feed_forward(const Tensor& x) const {
-  return linear2->forward(dropout->forward(activate(options.activation, linear1->forward(x))));
+  Tensor h = linear1->forward(x);
+  const Activation a = options.activation;
+  if (!grad_enabled() && h.device() == Device::CPU && a != Activation::Identity) {
+    // Inference: the activation in place, over the (B·T, ff) block the GEMM just wrote, instead of
+    // into a second buffer of that size (the largest activation of the layer).
+    ops::unary_(a == Activation::Relu   ? UnaryOp::Relu
+                : a == Activation::Gelu ? UnaryOp::Gelu
+                : a == Activation::Tanh ? UnaryOp::Tanh
+                                        : UnaryOp::Sigmoid,
+                h);
+  } else {
+    h = activate(a, h);
+  }
+  return linear2->forward(dropout->forward(h));
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& x, const Tensor& key_padding_mask) const {
@@ -51,6 +67,14 @@ Tensor TransformerEncoderLayer::forward(const Tensor& x, const Tensor& key_paddi
   if (options.norm_first) {
     Tensor h = add(x, dropout1->forward(self_attn->forward(norm1->forward(x), key_padding_mask)));
     return add(h, dropout2->forward(feed_forward(norm2->forward(h))));
+  }
+  const bool fused = !grad_enabled() && (options.dropout == 0.0 || !is_training()) && x.device() == Device::CPU &&
+                     x.dtype() == DType::F32 && x.is_contiguous();
+  if (fused) {
+    // Inference: the residual add and LayerNorm in one pass (nn/residual_norm_infer.h), same result.
+    Tensor h = add_layer_norm_inference(x, self_attn->forward(x, key_padding_mask).contiguous(), norm1->weight,
+                                        norm1->bias, norm1->eps);
+    return add_layer_norm_inference(h, feed_forward(h).contiguous(), norm2->weight, norm2->bias, norm2->eps);
   }
   Tensor h = norm1->forward(add(x, dropout1->forward(self_attn->forward(x, key_padding_mask))));
   return norm2->forward(add(h, dropout2->forward(feed_forward(h))));

@@ -19,6 +19,9 @@ namespace muxnet::ops {
 
 // ---- elementwise unary (tensor/ops_elementwise.cpp, tensor/cpu/elementwise.cpp) ----
 Tensor unary(UnaryOp op, const Tensor& x);
+// In place: x = op(x) (x must not be an expanded view). For inference, where the input is not needed
+// again: the result then stays in the cache lines just read instead of a second buffer.
+void unary_(UnaryOp op, const Tensor& x);
 Tensor neg(const Tensor& x);
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);

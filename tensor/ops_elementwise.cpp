@@ -103,6 +103,17 @@ Tensor unary(UnaryOp op, const Tensor& x) {
   return out;
 }
 
+void unary_(UnaryOp op, const Tensor& x) {
+  const char* name = unary_name(op);
+  if (op != UnaryOp::Neg && op != UnaryOp::Abs) check_floating(name, x);
+  for (int d = 0; d < x.ndim(); ++d) {
+    MUXNET_CHECK(x.stride(d) != 0 || x.size(d) <= 1, name, "_: x is a broadcast (expanded) view with shape ",
+                 x.shape(), " and strides ", x.strides(), "; cannot write to it in place");
+  }
+  // Every kernel reads element i before it writes element i, so x may be both input and output.
+  kernel<OpId::unary>(x.device())(op, x, x);
+}
+
 Tensor neg(const Tensor& x) { return unary(UnaryOp::Neg, x); }
 Tensor exp(const Tensor& x) { return unary(UnaryOp::Exp, x); }
 Tensor log(const Tensor& x) { return unary(UnaryOp::Log, x); }

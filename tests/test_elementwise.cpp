@@ -462,6 +462,34 @@ TEST_CASE("scalar ops match a double reference", "[elementwise]") {
 
 // ---------------------------------------------------------------- in place
 
+TEST_CASE("unary_ writes op(x) into x, on dense and strided x", "[elementwise]") {
+  for (DType dt : kFloatTypes) {
+    INFO(dt);
+    for (UnaryOp op : {UnaryOp::Gelu, UnaryOp::Relu, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Neg}) {
+      INFO(int(op));
+      Tensor x = random_tensor({5, 37}, dt, 1200 + uint64_t(op));
+      Tensor want = ops::unary(op, x);
+      const void* data = x.data_ptr();
+      ops::unary_(op, x);
+      CHECK(x.data_ptr() == data);
+      CHECK_CLOSE_DT(x, want);  // the same kernel: equal up to the dtype's tolerance (in fact bit-equal)
+      // A transposed view writes through to its storage, in the view's own layout.
+      Tensor base = random_tensor({6, 4}, dt, 1250 + uint64_t(op));
+      Tensor view = base.t();
+      Tensor want_view = ops::unary(op, view);
+      ops::unary_(op, view);
+      CHECK_CLOSE_DT(base.t(), want_view);
+    }
+  }
+  // By hand: relu in place.
+  Tensor x = from_vector<float>({-1.0f, 0.5f, -0.0f, 2.0f}, {4});
+  ops::unary_(UnaryOp::Relu, x);
+  CHECK(x.to_vector<float>() == std::vector<float>{0.0f, 0.5f, 0.0f, 2.0f});
+  REQUIRE_THROWS_WITH(ops::unary_(UnaryOp::Gelu, from_vector<float>({1.0f}, {1}).expand({3})),
+                      Catch::Contains("gelu_: x is a broadcast (expanded) view"));
+  REQUIRE_THROWS_WITH(ops::unary_(UnaryOp::Gelu, zeros({2}, DType::I64)), Catch::Contains("gelu"));
+}
+
 TEST_CASE("add_ and binary_ write in place with broadcasting", "[elementwise]") {
   for (DType dt : kFloatTypes) {
     INFO(dt);

@@ -1,10 +1,14 @@
 // test_throughput.cpp — the throughput protocol's checkable parts (no timing here): the analytic FLOP
 // count and the FLOP ceiling of a multiplier against hand-worked values and ../shared/bench/RESULTS.md
 // table 9, the plain classifier's and T-MUX's prediction counts, and the fused inference embedding +
-// multiplexer (mux/embed_mux.h) against the unfused ops.
+// multiplexer (mux/embed_mux.h), the fused inference attention and the fused residual + LayerNorm
+// (nn/residual_norm_infer.h) against the unfused ops.
+#include "autograd/functions.h"
 #include "mux/embed_mux.h"
 #include "mux/tmux.h"
 #include "nn/attention.h"
+#include "nn/residual_norm_infer.h"
+#include "nn/transformer.h"
 #include "tasks/common/throughput.h"
 #include "tests/test_util.h"
 
@@ -176,4 +180,63 @@ TEST_CASE("fused inference self-attention matches the autograd path", "[throughp
   }
   CHECK(fused.shape() == Shape{3, 7, 16});
   CHECK_CLOSE(fused, generic.detach(), 1e-5, 1e-4);
+}
+
+TEST_CASE("fused residual + LayerNorm: a row by hand", "[throughput][nn]") {
+  // x + r = (1, 2, 3, 6): mean 3, var (4 + 1 + 0 + 9) / 4 = 3.5, rstd = 1 / sqrt(3.5 + eps).
+  Tensor x = from_vector<float>({0.5f, 2.0f, 1.0f, 8.0f}, {1, 4});
+  Tensor r = from_vector<float>({0.5f, 0.0f, 2.0f, -2.0f}, {1, 4});
+  Tensor w = from_vector<float>({1.0f, 2.0f, -1.0f, 0.5f}, {4});
+  Tensor b = from_vector<float>({0.0f, 1.0f, 0.0f, -1.0f}, {4});
+  const double eps = 1e-5, rs = 1.0 / std::sqrt(3.5 + eps);
+  std::vector<float> got = nn::add_layer_norm_inference(x, r, w, b, eps).to_vector<float>();
+  const std::vector<double> want = {-2 * rs, -1 * rs * 2 + 1, 0.0, 3 * rs * 0.5 - 1};
+  REQUIRE(got.size() == 4);
+  for (size_t i = 0; i < 4; ++i) CHECK(got[i] == Approx(want[i]).margin(1e-6));
+  // Without weight and bias: plain normalisation.
+  std::vector<float> plain = nn::add_layer_norm_inference(x, r, Tensor(), Tensor(), eps).to_vector<float>();
+  CHECK(plain[3] == Approx(3 * rs).margin(1e-6));
+}
+
+TEST_CASE("fused residual + LayerNorm equals layer_norm(add(x, r))", "[throughput][nn]") {
+  Generator gen(8);
+  for (int64_t d : {1, 7, 64, 131}) {
+    INFO("d " << d);
+    Tensor x = randn({3, 5, d}, DType::F32, &gen, 1.5, 2.0);  // a large mean: the statistics must not lose it
+    Tensor r = randn({3, 5, d}, DType::F32, &gen);
+    Tensor w = randn({d}, DType::F32, &gen);
+    Tensor b = randn({d}, DType::F32, &gen);
+    Tensor want = layer_norm(add(x, r), w, b, 1e-5);
+    CHECK_CLOSE(nn::add_layer_norm_inference(x, r, w, b, 1e-5), want, 1e-6, 1e-6);
+  }
+}
+
+TEST_CASE("a post-LN encoder layer gives the same output with and without autograd", "[throughput][nn-transformer]") {
+  Generator gen(9);
+  nn::TransformerEncoderLayerOptions o;
+  o.d_model = 16;
+  o.heads = 4;
+  o.dim_feedforward = 32;
+  o.dropout = 0.1;
+  o.activation = nn::Activation::Gelu;
+  nn::TransformerEncoderLayer layer(o, &gen);
+  layer.eval();
+  Tensor x = randn({2, 6, 16}, DType::F32, &gen);
+  Tensor generic = layer.forward(x);  // grad mode on: add, then layer_norm
+  Tensor fused;
+  {
+    NoGradGuard no_grad;
+    fused = layer.forward(x);  // fused attention, fused residual + LayerNorm
+  }
+  CHECK_CLOSE(fused, generic.detach(), 1e-5, 1e-4);
+}
+
+TEST_CASE("fused residual + LayerNorm rejects what it cannot run", "[throughput][nn]") {
+  Tensor x = zeros({2, 4}, DType::F32);
+  REQUIRE_THROWS_WITH(nn::add_layer_norm_inference(x, zeros({2, 3}, DType::F32), Tensor(), Tensor(), 1e-5),
+                      Catch::Contains("expected contiguous f32 CPU tensors of one shape, got (2, 4) and (2, 3)"));
+  REQUIRE_THROWS_WITH(nn::add_layer_norm_inference(x.to(DType::F64), x.to(DType::F64), Tensor(), Tensor(), 1e-5),
+                      Catch::Contains("add_layer_norm_inference"));
+  REQUIRE_THROWS_WITH(nn::add_layer_norm_inference(x, x, zeros({3}, DType::F32), Tensor(), 1e-5),
+                      Catch::Contains("weight and bias must be contiguous f32 CPU (4,), got (3,)"));
 }
