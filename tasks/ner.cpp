@@ -23,7 +23,7 @@
 // matching name and shape from a checkpoint (e.g. one saved by `ner --warmup-steps K --steps 0 --save`
 // or by retrieval), and the checkpoint's vocabulary is used.
 //
-//   build/ner --data-dir ../shared/data --n 1,2,5,10 --steps 3000,6000,6000,3000 --threads 1   # README table
+//   build/ner --data-dir ../shared/data --n 1,2,5,10 --steps 3000,6000,6000,6000 --threads 1   # README table
 //   build/ner --n 5 --save runs/ner_n5.safetensors
 //   build/ner --load runs/ner_n5.safetensors --steps 0      # evaluate a checkpoint
 #include <cstdio>
