@@ -39,12 +39,8 @@ Tensor add_layer_norm_inference(const Tensor& x, const Tensor& r, const Tensor& 
       float* yr = ys + row * cols;
       for (int64_t c = 0; c < cols; ++c) s[c] = xr[c] + rr[c];
       // The same statistics as tensor/cpu/layernorm.cpp's layer_norm_rows.
-      const double m = lane_sum(cols, [s](int64_t c) { return double(s[c]); }) / double(cols);
-      const double var = lane_sum(cols, [s, m](int64_t c) {
-                           const double d = double(s[c]) - m;
-                           return d * d;
-                         }) / double(cols);
-      const double rstd = 1.0 / std::sqrt(var + eps);
+      const MeanVar st = lane_mean_var(cols, [s](int64_t c) { return double(s[c]); });
+      const double m = st.mean, rstd = 1.0 / std::sqrt(st.var + eps);
       for (int64_t c = 0; c < cols; ++c) {
         double y = (double(s[c]) - m) * rstd;
         if (w) y *= double(w[c]);

@@ -28,6 +28,21 @@ double lane_sum(int64_t n, F&& f) {
   return s;
 }
 
+// Mean and biased variance (divided by n) of the n values f(0), ..., f(n - 1), in double, each sum
+// over lanes as lane_sum: the two-pass statistics of layer_norm (a large mean does not eat the variance).
+struct MeanVar {
+  double mean, var;
+};
+template <typename F>
+MeanVar lane_mean_var(int64_t n, F&& f) {
+  const double m = lane_sum(n, f) / double(n);
+  const double var = lane_sum(n, [&f, m](int64_t i) {
+                       const double d = double(f(i)) - m;
+                       return d * d;
+                     }) / double(n);
+  return {m, var};
+}
+
 void register_cpu_copy();         // copy, fill                       (tensor/cpu/copy.cpp)
 void register_cpu_elementwise();  // unary, binary, compare, where...  (tensor/cpu/elementwise.cpp)
 void register_cpu_reduce();       // reduce, argmax                     (tensor/cpu/reduce.cpp)

@@ -36,12 +36,8 @@ void layer_norm_rows(const T* x, const T* w, const T* b, double eps, T* y, T* me
       const T* xr = x + r * cols;
       T* yr = y + r * cols;
       // NOTE: C = 0 gives 0 / 0 = NaN statistics (and an empty y), as PyTorch.
-      const double m = lane_sum(cols, [xr](int64_t c) { return double(xr[c]); }) / double(cols);
-      const double var = lane_sum(cols, [xr, m](int64_t c) {
-                           const double d = double(xr[c]) - m;
-                           return d * d;
-                         }) / double(cols);
-      const double rs = 1.0 / std::sqrt(var + eps);
+      const MeanVar st = lane_mean_var(cols, [xr](int64_t c) { return double(xr[c]); });
+      const double m = st.mean, rs = 1.0 / std::sqrt(st.var + eps);
       mean[r] = T(m);
       rstd[r] = T(rs);
       if (w && b) {
